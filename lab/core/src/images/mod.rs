@@ -1,0 +1,1 @@
+//! Offline images built from Debian packages (mmdebstrap + import through the engine API).

@@ -1,0 +1,7 @@
+//! lab-core: everything `lab` does, without a user interface. The CLI and the TUI are two
+//! front ends over this crate, so a drill runs the same with or without a terminal.
+
+pub mod engine;
+pub mod images;
+pub mod measure;
+pub mod report;

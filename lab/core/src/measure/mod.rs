@@ -1,0 +1,1 @@
+//! Measurement: timelines, 100 ms buckets, latency histograms and failover maths.

@@ -1,0 +1,1 @@
+//! Reports: JSON, Markdown, SVG chart and JUnit XML from a measured run.
