@@ -3,5 +3,8 @@
 
 pub mod engine;
 pub mod images;
+pub mod lifecycle;
 pub mod measure;
 pub mod report;
+pub mod state;
+pub mod topology;

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Starts valkey-server or redis-server (LAB_FLAVOR picks; either image works) from the
+# mounted base config, adding what varies per lab instance as arguments. The password
+# arrives in the environment and never sits in a file of the repository.
+set -eu
+flavor="${LAB_FLAVOR:-valkey}"
+server=""
+for b in "${flavor}-server" valkey-server redis-server; do
+  if command -v "$b" >/dev/null 2>&1; then server="$b"; break; fi
+done
+[ -n "$server" ] || { echo "start-server: no valkey-server or redis-server in this image" >&2; exit 1; }
+mkdir -p /data
+set -- "$server" /etc/lab/redis.conf \
+  --maxmemory "${LAB_MAXMEMORY:-256mb}" \
+  --maxmemory-policy "${LAB_MAXMEMORY_POLICY:-noeviction}"
+if [ -n "${LAB_PASSWORD:-}" ]; then
+  set -- "$@" --requirepass "$LAB_PASSWORD" --masterauth "$LAB_PASSWORD"
+fi
+if [ -n "${LAB_REPLICAOF:-}" ]; then
+  set -- "$@" --replicaof "$LAB_REPLICAOF" 6379
+fi
+if [ "${LAB_CLUSTER:-no}" = "yes" ]; then
+  set -- "$@" --cluster-enabled yes --cluster-config-file /data/nodes.conf \
+    --cluster-node-timeout "${LAB_CLUSTER_NODE_TIMEOUT_MS:-3000}"
+fi
+exec "$@"

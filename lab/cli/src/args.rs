@@ -1,0 +1,126 @@
+//! Command-line arguments. Precedence for every knob: flag > environment > file > default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Real cluster topologies on one machine: bring them up in Docker or Podman, drive load, break them, measure what users feel.",
+    after_help = "Examples:\n  lab up redis-sentinel            # 3 groups + 3 Sentinels, verified\n  lab status redis-sentinel\n  lab down redis-sentinel --volumes\n  lab images build                 # offline images from Debian packages\n  lab doctor                       # engine, fault mechanisms, images"
+)]
+pub struct Cli {
+    /// Engine: `docker`, `podman`, or a socket path (env LAB_ENGINE). Default: DOCKER_HOST,
+    /// CONTAINER_HOST, /var/run/docker.sock, /run/podman/podman.sock, $XDG_RUNTIME_DIR/podman/podman.sock.
+    #[arg(long, global = true, env = "LAB_ENGINE")]
+    pub engine: Option<String>,
+
+    /// Project directory holding compose/, configs/, scenarios/ (env LAB_HOME; default: nearest
+    /// ancestor of the working directory with a compose/ folder).
+    #[arg(long, global = true, env = "LAB_HOME")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring a topology up (or resume it), wait for real readiness, check its success criteria.
+    Up(UpArgs),
+    /// Show each node: role (live), group, state, health, replication link, host port.
+    Status(InstanceArgs),
+    /// Print a node's container logs.
+    Logs(LogsArgs),
+    /// Remove exactly what this instance created (containers, networks; volumes with --volumes).
+    Down(DownArgs),
+    /// Engine, version, rootless or not, fault mechanisms this host supports, images present.
+    Doctor(DoctorArgs),
+    /// Offline images built from Debian packages.
+    #[command(subcommand)]
+    Images(ImagesCmd),
+    /// List the shipped topologies.
+    Topologies,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// Topology name (a file in compose/) or path to a compose file.
+    pub topology: String,
+    /// Instance name (default: the topology's name); lets two instances run side by side.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub inst: InstanceArgs,
+    /// Timer profile: `drill` (fast, for workshops) or `seed` (the seed document's values).
+    #[arg(long, env = "LAB_PROFILE")]
+    pub profile: Option<String>,
+    /// Server flavour: valkey or redis.
+    #[arg(long, env = "LAB_FLAVOR")]
+    pub flavor: Option<String>,
+    /// Override a setting for this run, e.g. --set down-after-milliseconds=5000 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Which images: upstream (registry), offline (built by `lab images build`), auto.
+    #[arg(long, env = "LAB_IMAGES", default_value = "auto")]
+    pub images: String,
+    /// First host port of this instance (default: the file's ports, shifted by 1000 until free).
+    #[arg(long)]
+    pub port_base: Option<u16>,
+    /// Give up if the topology is not ready and verified within this time.
+    #[arg(long, default_value = "180s")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Node (service) name, e.g. redis-1.
+    pub node: String,
+    /// Instance holding the node (needed only when several instances have it).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Topology (or instance) name.
+    pub topology: String,
+    /// Instance name (default: the topology's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also remove the instance's volumes (its data) and password.
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCmd {
+    /// Build offline images (all when none named); unchanged recipes are skipped.
+    Build {
+        /// Image or recipe names, e.g. valkey redis-exporter.
+        names: Vec<String>,
+        /// Rebuild even when up to date.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List lab's offline images and whether they are present.
+    List,
+}

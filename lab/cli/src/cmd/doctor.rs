@@ -1,0 +1,44 @@
+//! `lab doctor`: what this machine can do, found by asking the engine and trying the host.
+
+use anyhow::Result;
+use lab_core::engine::host_capabilities;
+
+use super::Ctx;
+
+pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
+    let engine = ctx.engine().await?;
+    let caps = host_capabilities(engine.info.rootless);
+    let images = lab_core::images::list(&engine).await.unwrap_or_default();
+    if json {
+        let v = serde_json::json!({
+            "engine": engine.info,
+            "capabilities": caps,
+            "images": images.iter().map(|(t, p)| serde_json::json!({"image": t, "present": p})).collect::<Vec<_>>(),
+            "state_dir": ctx.state_root,
+            "project": ctx.project,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let i = &engine.info;
+    println!("engine      {} {} (API {})", i.kind, i.version, i.api_version);
+    println!("socket      {} (from {})", i.socket, i.socket_source);
+    println!("rootless    {}", if i.rootless { "yes" } else { "no" });
+    println!("cgroups     v{}", i.cgroup_version);
+    println!("faults:");
+    for c in caps.all() {
+        println!(
+            "  {:<20} {:<4} {}",
+            c.name,
+            if c.supported { "yes" } else { "no" },
+            c.how
+        );
+    }
+    println!("images:");
+    for (tag, present) in &images {
+        println!("  {:<8} {tag}", if *present { "present" } else { "missing" });
+    }
+    println!("state dir   {}", ctx.state_root.display());
+    println!("project     {}", ctx.project.display());
+    Ok(0)
+}
