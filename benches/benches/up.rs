@@ -59,12 +59,23 @@ fn compose_wait_healthy(deadline: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < deadline {
         let out = Command::new("docker")
-            .args(["ps", "-a", "--filter", "label=com.docker.compose.project=labbenchcompose", "--format", "{{.Status}}"])
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=com.docker.compose.project=labbenchcompose",
+                "--format",
+                "{{.Status}}",
+            ])
             .output();
         if let Ok(o) = out {
             let text = String::from_utf8_lossy(&o.stdout).to_string();
             let lines: Vec<&str> = text.lines().collect();
-            if lines.len() == 10 && lines.iter().all(|l| l.contains("(healthy)") || (l.starts_with("Up") && !l.contains("health"))) {
+            if lines.len() == 10
+                && lines.iter().all(|l| {
+                    l.contains("(healthy)") || (l.starts_with("Up") && !l.contains("health"))
+                })
+            {
                 return true;
             }
         }
@@ -86,13 +97,29 @@ fn bench_up(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                assert!(lab(state.path(), &["up", "redis-sentinel", "--name", "labbench", "--port-base", "31000"]), "lab up failed");
+                assert!(
+                    lab(
+                        state.path(),
+                        &[
+                            "up",
+                            "redis-sentinel",
+                            "--name",
+                            "labbench",
+                            "--port-base",
+                            "31000"
+                        ]
+                    ),
+                    "lab up failed"
+                );
                 let d = t.elapsed();
                 total += d;
                 if let Ok(mut v) = TIMES.lock() {
                     v.0.push(d);
                 }
-                lab(state.path(), &["down", "redis-sentinel", "--name", "labbench", "--volumes"]);
+                lab(
+                    state.path(),
+                    &["down", "redis-sentinel", "--name", "labbench", "--volumes"],
+                );
             }
             total
         })
@@ -103,7 +130,10 @@ fn bench_up(c: &mut Criterion) {
             for _ in 0..iters {
                 let t = Instant::now();
                 assert!(run(&mut compose(&["up", "-d"])), "docker-compose up failed");
-                assert!(compose_wait_healthy(Duration::from_secs(180)), "compose never became healthy");
+                assert!(
+                    compose_wait_healthy(Duration::from_secs(180)),
+                    "compose never became healthy"
+                );
                 let d = t.elapsed();
                 total += d;
                 if let Ok(mut v) = TIMES.lock() {

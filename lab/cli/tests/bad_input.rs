@@ -35,10 +35,18 @@ fn unknown_key_is_reported_with_file_line_column() {
 fn missing_config_file_is_reported_with_its_line() {
     for engine in engines() {
         let lab = Lab::new(&engine);
-        let e = lab.fails(&["up", &fixture("missing-config.yaml"), "--name", "t-bad-conf"]);
+        let e = lab.fails(&[
+            "up",
+            &fixture("missing-config.yaml"),
+            "--name",
+            "t-bad-conf",
+        ]);
         one_sentence(&e);
         assert!(e.contains("missing-config.yaml:24:"), "{e}");
-        assert!(e.contains("nope.conf") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("nope.conf") && e.contains("does not exist"),
+            "{e}"
+        );
         assert!(lab.leftovers("t-bad-conf").is_empty());
     }
 }
@@ -50,7 +58,10 @@ fn unknown_topology_lists_the_known_ones() {
         let e = lab.fails(&["up", "redis-sentinal"]);
         one_sentence(&e);
         assert!(e.contains("unknown topology `redis-sentinal`"), "{e}");
-        assert!(e.contains("redis-sentinel") && e.contains("redis-cluster"), "{e}");
+        assert!(
+            e.contains("redis-sentinel") && e.contains("redis-cluster"),
+            "{e}"
+        );
     }
 }
 
@@ -60,10 +71,16 @@ fn unknown_setting_and_profile_are_refused() {
         let lab = Lab::new(&engine);
         let e = lab.fails(&["up", "redis-sentinel", "--set", "down-after=1"]);
         one_sentence(&e);
-        assert!(e.contains("unknown setting `down-after`") && e.contains("down-after-milliseconds"), "{e}");
+        assert!(
+            e.contains("unknown setting `down-after`") && e.contains("down-after-milliseconds"),
+            "{e}"
+        );
         let e = lab.fails(&["up", "redis-sentinel", "--profile", "fast"]);
         one_sentence(&e);
-        assert!(e.contains("unknown profile `fast`") && e.contains("seed"), "{e}");
+        assert!(
+            e.contains("unknown profile `fast`") && e.contains("seed"),
+            "{e}"
+        );
     }
 }
 
@@ -80,7 +97,10 @@ fn engine_not_running_says_how_to_start_one() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     one_sentence(&e);
-    assert!(e.contains("does not exist") && e.contains("start the engine"), "{e}");
+    assert!(
+        e.contains("does not exist") && e.contains("start the engine"),
+        "{e}"
+    );
     // A socket that exists but answers nothing.
     let dir = tempfile::tempdir().expect("tmp");
     let sock = dir.path().join("dead.sock");
@@ -95,7 +115,10 @@ fn engine_not_running_says_how_to_start_one() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     one_sentence(&e);
-    assert!(e.contains("No container engine answers") && e.contains("podman system service"), "{e}");
+    assert!(
+        e.contains("No container engine answers") && e.contains("podman system service"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -104,10 +127,25 @@ fn host_port_taken_is_refused_and_nothing_is_left() {
         let lab = Lab::new(&engine);
         // Hold the port the `solo` node would publish (27000 base + 1, shifted to 28001).
         let _hold = std::net::TcpListener::bind(("127.0.0.1", 28001)).expect("hold port");
-        let e = lab.fails(&["up", &fixture("single.yaml"), "--name", "t-port", "--port-base", "28000"]);
+        let e = lab.fails(&[
+            "up",
+            &fixture("single.yaml"),
+            "--name",
+            "t-port",
+            "--port-base",
+            "28000",
+        ]);
         one_sentence(&e);
-        assert!(e.contains("127.0.0.1:28001") && e.contains("solo") && e.contains("in use"), "{e}");
+        assert!(
+            e.contains("127.0.0.1:28001") && e.contains("solo") && e.contains("in use"),
+            "{e}"
+        );
         assert!(lab.leftovers("t-port").is_empty());
-        assert!(!lab.state.path().join("t-port").join("instance.json").exists());
+        assert!(!lab
+            .state
+            .path()
+            .join("t-port")
+            .join("instance.json")
+            .exists());
     }
 }

@@ -38,7 +38,10 @@ fn tool(candidates: &[&[&str]]) -> Option<Vec<String>> {
 #[test]
 fn docker_compose_accepts_every_topology() {
     let Some(dc) = tool(&[&["docker", "compose"], &["docker-compose"]]) else {
-        assert!(!require(), "neither `docker compose` nor docker-compose is installed");
+        assert!(
+            !require(),
+            "neither `docker compose` nor docker-compose is installed"
+        );
         eprintln!("SKIP: no docker compose");
         return;
     };
@@ -64,7 +67,10 @@ fn docker_compose_accepts_every_topology() {
 #[test]
 fn podman_compose_accepts_every_topology() {
     let Some(pc) = tool(&[&["podman-compose"], &["podman", "compose"]]) else {
-        assert!(!require(), "neither podman-compose nor `podman compose` is installed");
+        assert!(
+            !require(),
+            "neither podman-compose nor `podman compose` is installed"
+        );
         eprintln!("SKIP: no podman compose");
         return;
     };
@@ -78,9 +84,19 @@ fn podman_compose_accepts_every_topology() {
             .args(["up", "-d"])
             .output()
             .expect("run podman-compose");
-        let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{} rejects {}:\n{out}", pc.join(" "), f.display());
-        assert!(out.contains("podman run"), "dry run planned no container for {}:\n{out}", f.display());
+        let out =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success(),
+            "{} rejects {}:\n{out}",
+            pc.join(" "),
+            f.display()
+        );
+        assert!(
+            out.contains("podman run"),
+            "dry run planned no container for {}:\n{out}",
+            f.display()
+        );
     }
 }
 
@@ -89,18 +105,36 @@ fn lab_loads_every_topology_with_every_profile_and_flavor() {
     use lab_core::topology::{load, LoadOptions};
     for f in compose_files() {
         let meta = lab_core::topology::load_meta(&f, &Default::default()).expect("meta");
-        let mut profiles: Vec<String> = meta.settings.values().flat_map(|s| s.profiles.keys().cloned()).collect();
+        let mut profiles: Vec<String> = meta
+            .settings
+            .values()
+            .flat_map(|s| s.profiles.keys().cloned())
+            .collect();
         profiles.sort();
         profiles.dedup();
-        assert!(profiles.contains(&"seed".to_string()) && profiles.contains(&"drill".to_string()), "{}", f.display());
+        assert!(
+            profiles.contains(&"seed".to_string()) && profiles.contains(&"drill".to_string()),
+            "{}",
+            f.display()
+        );
         for p in &profiles {
             for fl in &meta.flavors {
-                let t = load(&f, &LoadOptions { profile: Some(p.clone()), flavor: Some(fl.clone()), ..Default::default() })
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let t = load(
+                    &f,
+                    &LoadOptions {
+                        profile: Some(p.clone()),
+                        flavor: Some(fl.clone()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
                 assert!(!t.services.is_empty());
                 // Every published port is on 127.0.0.1 (checked by the loader) and every node
                 // of x-lab is a service.
-                assert!(t.services.iter().all(|s| s.ports.iter().all(|p| p.host_port >= 1024)));
+                assert!(t
+                    .services
+                    .iter()
+                    .all(|s| s.ports.iter().all(|p| p.host_port >= 1024)));
             }
         }
     }
@@ -110,11 +144,26 @@ fn lab_loads_every_topology_with_every_profile_and_flavor() {
 fn seed_profile_carries_the_seed_timers() {
     use lab_core::topology::{load, LoadOptions};
     let f = project().join("compose/redis-sentinel.yaml");
-    let t = load(&f, &LoadOptions { profile: Some("seed".into()), ..Default::default() }).expect("load");
+    let t = load(
+        &f,
+        &LoadOptions {
+            profile: Some("seed".into()),
+            ..Default::default()
+        },
+    )
+    .expect("load");
     assert_eq!(t.settings["down-after-milliseconds"].value, "30000");
     assert_eq!(t.settings["failover-timeout"].value, "180000");
     let f = project().join("compose/redis-cluster.yaml");
-    let t = load(&f, &LoadOptions { profile: Some("seed".into()), sets: vec![("maxmemory".into(), "64mb".into())], ..Default::default() }).expect("load");
+    let t = load(
+        &f,
+        &LoadOptions {
+            profile: Some("seed".into()),
+            sets: vec![("maxmemory".into(), "64mb".into())],
+            ..Default::default()
+        },
+    )
+    .expect("load");
     assert_eq!(t.settings["cluster-node-timeout"].value, "15000");
     assert_eq!(t.settings["maxmemory"].value, "64mb");
     assert_eq!(format!("{:?}", t.settings["maxmemory"].source), "Cli");

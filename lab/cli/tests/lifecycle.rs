@@ -30,8 +30,19 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
     for engine in engines() {
         let lab = Lab::new(&engine);
         let name = format!("t-sent-{}", engine.name);
-        let _down = Down { lab: &lab, topology: "redis-sentinel".into(), name: name.clone() };
-        let out = lab.ok(&["up", "redis-sentinel", "--name", &name, "--port-base", "21000"]);
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: name.clone(),
+        };
+        let out = lab.ok(&[
+            "up",
+            "redis-sentinel",
+            "--name",
+            &name,
+            "--port-base",
+            "21000",
+        ]);
         assert!(out.contains("success criteria"), "{out}");
         assert!(!out.contains("[FAIL]"), "{out}");
 
@@ -42,20 +53,33 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
         {
             use std::os::unix::fs::PermissionsExt;
             let p = lab.state.path().join(&name).join("password");
-            assert_eq!(std::fs::metadata(p).expect("meta").permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(p).expect("meta").permissions().mode() & 0o777,
+                0o600
+            );
         }
         let st = lab.status_json("redis-sentinel", &name);
-        assert!(st["password_file"].as_str().is_some_and(|p| p.ends_with("password")));
+        assert!(st["password_file"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("password")));
 
         // Checked directly, not through lab: each group's master has its replica, link up;
         // every Sentinel names the master's real address; the quorum is reachable.
-        let groups = [("g1", "redis-1", "redis-2"), ("g2", "redis-3", "redis-4"), ("g3", "redis-5", "redis-6")];
+        let groups = [
+            ("g1", "redis-1", "redis-2"),
+            ("g2", "redis-3", "redis-4"),
+            ("g3", "redis-5", "redis-6"),
+        ];
         for (g, m, r) in groups {
             let mut mc = redis_conn(node_port(&st, m, 6379), Some(&pw));
             let mi = info(&mut mc, "replication");
             assert_eq!(mi["role"], "master", "{m}");
             assert_eq!(mi["connected_slaves"], "1", "{m}");
-            assert!(mi["slave0"].contains("state=online"), "{m}: {}", mi["slave0"]);
+            assert!(
+                mi["slave0"].contains("state=online"),
+                "{m}: {}",
+                mi["slave0"]
+            );
             let mut rc = redis_conn(node_port(&st, r, 6379), Some(&pw));
             let ri = info(&mut rc, "replication");
             assert_eq!(ri["role"], "slave", "{r}");
@@ -68,29 +92,53 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
                     .arg(g)
                     .query(&mut sc)
                     .expect("get-master-addr-by-name");
-                assert_eq!((ip.as_str(), port.as_str()), (master_ip.as_str(), "6379"), "{s} on {g}");
-                let ck: String = redis::cmd("SENTINEL").arg("ckquorum").arg(g).query(&mut sc).expect("ckquorum");
+                assert_eq!(
+                    (ip.as_str(), port.as_str()),
+                    (master_ip.as_str(), "6379"),
+                    "{s} on {g}"
+                );
+                let ck: String = redis::cmd("SENTINEL")
+                    .arg("ckquorum")
+                    .arg(g)
+                    .query(&mut sc)
+                    .expect("ckquorum");
                 assert!(ck.starts_with("OK"), "{ck}");
             }
         }
         // Timers of the drill profile reached the Sentinels.
         let mut sc = redis_conn(node_port(&st, "sentinel-1", 26379), Some(&pw));
-        let master: Vec<String> = redis::cmd("SENTINEL").arg("master").arg("g1").query(&mut sc).expect("master");
-        let kv: HashMap<_, _> = master.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+        let master: Vec<String> = redis::cmd("SENTINEL")
+            .arg("master")
+            .arg("g1")
+            .query(&mut sc)
+            .expect("master");
+        let kv: HashMap<_, _> = master
+            .chunks(2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
         assert_eq!(kv["down-after-milliseconds"], "3000");
         assert_eq!(kv["quorum"], "2");
 
         // Unauthenticated commands are refused, on nodes and on Sentinels.
         for (node, port) in [("redis-1", 6379), ("sentinel-1", 26379)] {
             let mut c = redis_conn(node_port(&st, node, port), None);
-            let e = redis::cmd("PING").query::<String>(&mut c).expect_err("NOAUTH");
-            assert!(e.to_string().to_uppercase().contains("NOAUTH") || e.to_string().contains("Authentication"), "{node}: {e}");
+            let e = redis::cmd("PING")
+                .query::<String>(&mut c)
+                .expect_err("NOAUTH");
+            assert!(
+                e.to_string().to_uppercase().contains("NOAUTH")
+                    || e.to_string().contains("Authentication"),
+                "{node}: {e}"
+            );
         }
 
         // `up` twice is a no-op: the same containers, still verified.
         let id_before = container_id(&lab, &format!("{name}-redis-1"));
         let again = lab.ok(&["up", "redis-sentinel", "--name", &name]);
-        assert!(!again.contains("created"), "second up recreated something:\n{again}");
+        assert!(
+            !again.contains("created"),
+            "second up recreated something:\n{again}"
+        );
         assert_eq!(container_id(&lab, &format!("{name}-redis-1")), id_before);
 
         // `up` after a crash resumes: a node stopped behind lab's back is started again.
@@ -102,8 +150,15 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
         lab.engine_cli(&["rm", "-f", &format!("{name}-redis-6")]);
         lab.ok(&["down", "redis-sentinel", "--name", &name]);
         let left = lab.leftovers(&name);
-        assert!(left.iter().all(|l| l.starts_with("volume ")), "down left {left:?}");
-        assert_eq!(left.len(), 9, "volumes are kept without --volumes: {left:?}");
+        assert!(
+            left.iter().all(|l| l.starts_with("volume ")),
+            "down left {left:?}"
+        );
+        assert_eq!(
+            left.len(),
+            9,
+            "volumes are kept without --volumes: {left:?}"
+        );
         lab.ok(&["down", "redis-sentinel", "--name", &name, "--volumes"]);
         assert_eq!(lab.leftovers(&name), Vec::<String>::new());
         lab.ok(&["down", "redis-sentinel", "--name", &name, "--volumes"]);
@@ -115,17 +170,36 @@ fn redis_cluster_comes_up_with_all_slots_and_goes_down_clean() {
     for engine in engines() {
         let lab = Lab::new(&engine);
         let name = format!("t-clus-{}", engine.name);
-        let _down = Down { lab: &lab, topology: "redis-cluster".into(), name: name.clone() };
-        let out = lab.ok(&["up", "redis-cluster", "--name", &name, "--port-base", "24100", "--flavor", "redis"]);
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-cluster".into(),
+            name: name.clone(),
+        };
+        let out = lab.ok(&[
+            "up",
+            "redis-cluster",
+            "--name",
+            &name,
+            "--port-base",
+            "24100",
+            "--flavor",
+            "redis",
+        ]);
         assert!(!out.contains("[FAIL]"), "{out}");
         let st = lab.status_json("redis-cluster", &name);
         let pw = lab.password(&name);
         let mut masters = 0;
         for i in 1..=6 {
             let mut c = redis_conn(node_port(&st, &format!("node-{i}"), 6379), Some(&pw));
-            let ci: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).expect("cluster info");
+            let ci: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut c)
+                .expect("cluster info");
             assert!(ci.contains("cluster_state:ok"), "node-{i}: {ci}");
-            assert!(ci.contains("cluster_slots_assigned:16384"), "node-{i}: {ci}");
+            assert!(
+                ci.contains("cluster_slots_assigned:16384"),
+                "node-{i}: {ci}"
+            );
             assert!(ci.contains("cluster_slots_ok:16384"), "node-{i}: {ci}");
             assert!(ci.contains("cluster_known_nodes:6"), "node-{i}: {ci}");
             let server = info(&mut c, "server");
@@ -137,17 +211,40 @@ fn redis_cluster_comes_up_with_all_slots_and_goes_down_clean() {
         assert_eq!(masters, 3);
         // One replica per master, each connected.
         let mut c = redis_conn(node_port(&st, "node-1", 6379), Some(&pw));
-        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut c).expect("nodes");
-        let master_ids: Vec<&str> = nodes.lines().filter(|l| l.contains("master")).map(|l| l.split(' ').next().unwrap_or("")).collect();
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut c)
+            .expect("nodes");
+        let master_ids: Vec<&str> = nodes
+            .lines()
+            .filter(|l| l.contains("master"))
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect();
         for id in &master_ids {
-            let replicas = nodes.lines().filter(|l| l.contains("slave") && l.split(' ').nth(3) == Some(id) && l.contains("connected")).count();
+            let replicas = nodes
+                .lines()
+                .filter(|l| {
+                    l.contains("slave")
+                        && l.split(' ').nth(3) == Some(id)
+                        && l.contains("connected")
+                })
+                .count();
             assert_eq!(replicas, 1, "master {id}:\n{nodes}");
         }
         // The flavour asked for is the one running.
-        let server: String = redis::cmd("INFO").arg("server").query(&mut c).expect("info");
-        assert!(!server.contains("valkey_version") && server.contains("redis_version:8."), "expected redis 8, got:\n{server}");
+        let server: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut c)
+            .expect("info");
+        assert!(
+            !server.contains("valkey_version") && server.contains("redis_version:8."),
+            "expected redis 8, got:\n{server}"
+        );
         let mut anon = redis_conn(node_port(&st, "node-2", 6379), None);
-        assert!(redis::cmd("PING").query::<String>(&mut anon).is_err(), "unauthenticated PING accepted");
+        assert!(
+            redis::cmd("PING").query::<String>(&mut anon).is_err(),
+            "unauthenticated PING accepted"
+        );
 
         lab.ok(&["down", "redis-cluster", "--name", &name, "--volumes"]);
         assert_eq!(lab.leftovers(&name), Vec::<String>::new());
@@ -160,27 +257,48 @@ fn two_instances_run_side_by_side() {
         let lab = Lab::new(&engine);
         let a = format!("t-a-{}", engine.name);
         let b = format!("t-b-{}", engine.name);
-        let _da = Down { lab: &lab, topology: "redis-sentinel".into(), name: a.clone() };
-        let _db = Down { lab: &lab, topology: "redis-sentinel".into(), name: b.clone() };
+        let _da = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: a.clone(),
+        };
+        let _db = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: b.clone(),
+        };
         lab.ok(&["up", "redis-sentinel", "--name", &a, "--port-base", "25000"]);
         // b gets its ports from the allocator: the block after a's is taken by a.
         lab.ok(&["up", "redis-sentinel", "--name", &b, "--port-base", "26000"]);
         let sa = lab.status_json("redis-sentinel", &a);
         let sb = lab.status_json("redis-sentinel", &b);
-        let (pa, pb) = (node_port(&sa, "redis-1", 6379), node_port(&sb, "redis-1", 6379));
+        let (pa, pb) = (
+            node_port(&sa, "redis-1", 6379),
+            node_port(&sb, "redis-1", 6379),
+        );
         assert_ne!(pa, pb);
         // Distinct data and distinct passwords.
         let (pwa, pwb) = (lab.password(&a), lab.password(&b));
         assert_ne!(pwa, pwb);
         let mut ca = redis_conn(pa, Some(&pwa));
         let mut cb = redis_conn(pb, Some(&pwb));
-        let _: () = redis::cmd("SET").arg("who").arg("a").query(&mut ca).expect("set");
+        let _: () = redis::cmd("SET")
+            .arg("who")
+            .arg("a")
+            .query(&mut ca)
+            .expect("set");
         let got: Option<String> = redis::cmd("GET").arg("who").query(&mut cb).expect("get");
         assert_eq!(got, None);
         // Taking a down leaves b whole.
         lab.ok(&["down", "redis-sentinel", "--name", &a, "--volumes"]);
         assert!(lab.leftovers(&a).is_empty());
-        assert!(lab.leftovers(&b).iter().filter(|l| l.starts_with("container")).count() == 10);
+        assert!(
+            lab.leftovers(&b)
+                .iter()
+                .filter(|l| l.starts_with("container"))
+                .count()
+                == 10
+        );
         let pong: String = redis::cmd("PING").query(&mut cb).expect("b still up");
         assert_eq!(pong, "PONG");
     }

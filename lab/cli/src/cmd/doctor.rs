@@ -21,7 +21,10 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
         return Ok(0);
     }
     let i = &engine.info;
-    println!("engine      {} {} (API {})", i.kind, i.version, i.api_version);
+    println!(
+        "engine      {} {} (API {})",
+        i.kind, i.version, i.api_version
+    );
     println!("socket      {} (from {})", i.socket, i.socket_source);
     println!("rootless    {}", if i.rootless { "yes" } else { "no" });
     println!("cgroups     v{}", i.cgroup_version);
@@ -36,7 +39,10 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
     }
     println!("images:");
     for (tag, present) in &images {
-        println!("  {:<8} {tag}", if *present { "present" } else { "missing" });
+        println!(
+            "  {:<8} {tag}",
+            if *present { "present" } else { "missing" }
+        );
     }
     println!("state dir   {}", ctx.state_root.display());
     println!("project     {}", ctx.project.display());

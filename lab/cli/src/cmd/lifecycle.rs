@@ -77,7 +77,12 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<u8> {
     println!();
     println!(
         "{} is up as instance `{}` (profile {}, flavor {}, engine {} {})",
-        inst.topology.name, inst.name, inst.topology.profile, inst.topology.flavor, engine.info.kind, engine.info.version
+        inst.topology.name,
+        inst.name,
+        inst.topology.profile,
+        inst.topology.flavor,
+        engine.info.kind,
+        engine.info.version
     );
     for (k, v) in &inst.topology.settings {
         println!("  {k} = {} ({:?})", v.value, v.source);
@@ -109,8 +114,21 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<u8> {
             .and_then(|s| inst.host_port(&s.name, 6379));
         println!("password file: {}", pf.display());
         if let Some(p) = example {
-            let c = if inst.topology.lab.verify.as_ref().is_some_and(|v| matches!(v, lab_core::topology::Verify::Cluster { .. })) { " -c" } else { "" };
-            println!("  e.g. REDISCLI_AUTH=\"$(cat {})\" redis-cli{c} -p {p} ping", pf.display());
+            let c = if inst
+                .topology
+                .lab
+                .verify
+                .as_ref()
+                .is_some_and(|v| matches!(v, lab_core::topology::Verify::Cluster { .. }))
+            {
+                " -c"
+            } else {
+                ""
+            };
+            println!(
+                "  e.g. REDISCLI_AUTH=\"$(cat {})\" redis-cli{c} -p {p} ping",
+                pf.display()
+            );
         }
     }
     Ok(0)
@@ -136,7 +154,10 @@ pub async fn status(ctx: &Ctx, a: InstanceArgs) -> Result<u8> {
         "NODE", "ROLE", "GROUP", "STATE", "HEALTH", "LINK"
     );
     for n in &nodes {
-        let role = n.live_role.clone().unwrap_or_else(|| n.declared_role.to_string());
+        let role = n
+            .live_role
+            .clone()
+            .unwrap_or_else(|| n.declared_role.to_string());
         let health: String = n.health.chars().take(30).collect();
         println!(
             "{:<16} {:<12} {:<8} {:<8} {:<10} {:<14} {}",
@@ -165,7 +186,8 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
         .collect();
     let mut hits = vec![];
     for r in candidates {
-        if let Ok(inst) = lifecycle::open(&engine, &r.instance, &ctx.project, &ctx.state_root).await {
+        if let Ok(inst) = lifecycle::open(&engine, &r.instance, &ctx.project, &ctx.state_root).await
+        {
             if inst.topology.service(&a.node).is_some() {
                 hits.push(inst);
             }
@@ -207,7 +229,11 @@ pub async fn down(ctx: &Ctx, a: DownArgs) -> Result<u8> {
         r.containers.len(),
         r.networks.len(),
         r.volumes.len(),
-        if a.volumes { "" } else { " (volumes kept; --volumes drops them)" }
+        if a.volumes {
+            ""
+        } else {
+            " (volumes kept; --volumes drops them)"
+        }
     );
     let _ = Duration::ZERO;
     Ok(0)

@@ -42,7 +42,9 @@ pub fn engines() -> Vec<TestEngine> {
         } else if require {
             panic!("LAB_REQUIRE_ENGINE=1 but the {name} socket {socket} does not exist");
         } else {
-            eprintln!("SKIP: {name} socket {socket} not found (set LAB_REQUIRE_ENGINE=1 to fail instead)");
+            eprintln!(
+                "SKIP: {name} socket {socket} not found (set LAB_REQUIRE_ENGINE=1 to fail instead)"
+            );
         }
     }
     out
@@ -127,11 +129,24 @@ impl Lab {
         let f = format!("label=lab.instance={instance}");
         let mut v = vec![];
         for (what, args) in [
-            ("container", vec!["ps", "-a", "--filter", &f, "--format", "{{.Names}}"]),
-            ("network", vec!["network", "ls", "--filter", &f, "--format", "{{.Name}}"]),
-            ("volume", vec!["volume", "ls", "--filter", &f, "--format", "{{.Name}}"]),
+            (
+                "container",
+                vec!["ps", "-a", "--filter", &f, "--format", "{{.Names}}"],
+            ),
+            (
+                "network",
+                vec!["network", "ls", "--filter", &f, "--format", "{{.Name}}"],
+            ),
+            (
+                "volume",
+                vec!["volume", "ls", "--filter", &f, "--format", "{{.Name}}"],
+            ),
         ] {
-            for line in self.engine_cli(&args).lines().filter(|l| !l.trim().is_empty()) {
+            for line in self
+                .engine_cli(&args)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
                 v.push(format!("{what} {line}"));
             }
         }
@@ -190,7 +205,10 @@ pub fn redis_conn(port: u16, password: Option<&str>) -> redis::Connection {
     panic!("cannot connect to 127.0.0.1:{port}: {last:?}");
 }
 
-pub fn info(conn: &mut redis::Connection, section: &str) -> std::collections::HashMap<String, String> {
+pub fn info(
+    conn: &mut redis::Connection,
+    section: &str,
+) -> std::collections::HashMap<String, String> {
     let text: String = redis::cmd("INFO").arg(section).query(conn).expect("INFO");
     text.lines()
         .filter_map(|l| l.trim().split_once(':'))

@@ -65,7 +65,10 @@ fn exists(uri: &str) -> bool {
 fn podman_candidates(c: &EngineChoice) -> Vec<(String, SocketSource)> {
     let mut v = vec![(unix("/run/podman/podman.sock"), SocketSource::PodmanRootful)];
     if let Some(x) = &c.xdg_runtime_dir {
-        v.push((unix(&format!("{x}/podman/podman.sock")), SocketSource::PodmanRootless));
+        v.push((
+            unix(&format!("{x}/podman/podman.sock")),
+            SocketSource::PodmanRootless,
+        ));
     }
     v
 }

@@ -22,7 +22,12 @@ pub struct HostCapabilities {
 
 impl HostCapabilities {
     pub fn all(&self) -> [&Capability; 4] {
-        [&self.pause, &self.iptables, &self.netem, &self.network_disconnect]
+        [
+            &self.pause,
+            &self.iptables,
+            &self.netem,
+            &self.network_disconnect,
+        ]
     }
 }
 
@@ -111,7 +116,9 @@ fn probe_netem(root: bool) -> Capability {
     }
     // Try the qdisc on the loopback of a fresh, empty network namespace: nothing real is touched.
     let out = Command::new("unshare")
-        .args(["-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+        .args([
+            "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+        ])
         .output();
     match out {
         Ok(o) if o.status.success() => Capability {

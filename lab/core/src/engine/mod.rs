@@ -351,7 +351,9 @@ impl Engine {
     }
 
     pub async fn kill_container(&self, name: &str, signal: &str) -> Result<(), EngineError> {
-        let opts = KillContainerOptionsBuilder::default().signal(signal).build();
+        let opts = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
         self.docker
             .kill_container(name, Some(opts))
             .await
@@ -423,7 +425,11 @@ impl Engine {
                     match chunk {
                         Ok(c) => text.push_str(&String::from_utf8_lossy(&c.into_bytes())),
                         Err(e) => {
-                            return Err(EngineError::call("read exec output in container", container, e))
+                            return Err(EngineError::call(
+                                "read exec output in container",
+                                container,
+                                e,
+                            ))
                         }
                     }
                 }
@@ -466,11 +472,7 @@ impl Engine {
             match chunk {
                 Ok(c) => text.push_str(&String::from_utf8_lossy(&c.into_bytes())),
                 Err(e) if is_not_found(&e) => {
-                    return Err(EngineError::call(
-                        "read logs of container",
-                        container,
-                        e,
-                    ))
+                    return Err(EngineError::call("read logs of container", container, e))
                 }
                 Err(e) => return Err(EngineError::call("read logs of container", container, e)),
             }
@@ -493,9 +495,7 @@ impl Engine {
         reference: &str,
     ) -> Result<Option<HashMap<String, String>>, EngineError> {
         match self.docker.inspect_image(reference).await {
-            Ok(img) => Ok(Some(
-                img.config.and_then(|c| c.labels).unwrap_or_default(),
-            )),
+            Ok(img) => Ok(Some(img.config.and_then(|c| c.labels).unwrap_or_default())),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(EngineError::call("inspect image", reference, e)),
         }

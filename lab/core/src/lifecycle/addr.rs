@@ -26,7 +26,10 @@ impl AddrMap {
                     m.ports.insert((s.name.clone(), p.container_port), hp);
                 }
             }
-            if let Some(c) = engine.inspect_container(&inst.container_name(&s.name)).await? {
+            if let Some(c) = engine
+                .inspect_container(&inst.container_name(&s.name))
+                .await?
+            {
                 let nets = c
                     .network_settings
                     .and_then(|n| n.networks)

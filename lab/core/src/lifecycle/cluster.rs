@@ -35,14 +35,23 @@ pub async fn run_init(
 
 /// Splits 16384 slots into `n` contiguous ranges.
 pub fn slot_ranges(n: usize) -> Vec<(u16, u16)> {
+    // Same split as `redis-cli --cluster create`, so slot maps match what people know.
     let n = n.max(1);
-    (0..n)
-        .map(|i| {
-            let lo = (i * 16384 / n) as u16;
-            let hi = ((i + 1) * 16384 / n - 1) as u16;
-            (lo, hi)
-        })
-        .collect()
+    let per = 16384.0 / n as f64;
+    let mut first = 0u32;
+    let mut cursor = 0.0f64;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut last = (cursor + per - 1.0).round() as u32;
+        if last > 16383 || i == n - 1 {
+            last = 16383;
+        }
+        last = last.max(first);
+        out.push((first as u16, last as u16));
+        first = last + 1;
+        cursor += per;
+    }
+    out
 }
 
 async fn cluster_create(
@@ -60,12 +69,21 @@ async fn cluster_create(
         let hp = inst
             .host_port(n, 6379)
             .ok_or_else(|| err(format!("{n} does not publish port 6379")))?;
-        conns.push((n.clone(), redis_conn(hp, pw, T).await.map_err(|e| err(format!("{n}: {e}")))?));
+        conns.push((
+            n.clone(),
+            redis_conn(hp, pw, T)
+                .await
+                .map_err(|e| err(format!("{n}: {e}")))?,
+        ));
     }
     let info: String = cmd(&mut conns[0].1, redis::cmd("CLUSTER").arg("INFO"), T)
         .await
         .map_err(err)?;
-    if parse_info(&info).get("cluster_slots_assigned").map(String::as_str) == Some("16384") {
+    if parse_info(&info)
+        .get("cluster_slots_assigned")
+        .map(String::as_str)
+        == Some("16384")
+    {
         progress("init    cluster already formed (16384 slots assigned)");
         return Ok(());
     }
@@ -79,7 +97,10 @@ async fn cluster_create(
         let ip = c
             .network_settings
             .and_then(|s| s.networks)
-            .and_then(|m| m.into_values().find_map(|e| e.ip_address.filter(|i| !i.is_empty())))
+            .and_then(|m| {
+                m.into_values()
+                    .find_map(|e| e.ip_address.filter(|i| !i.is_empty()))
+            })
             .ok_or_else(|| err(format!("{n} has no address on the lab network")))?;
         ips.push(ip);
     }
@@ -95,15 +116,21 @@ async fn cluster_create(
         ids.push(id);
     }
     for ip in ips.iter().skip(1) {
-        let _: String = cmd(&mut conns[0].1, redis::cmd("CLUSTER").arg("MEET").arg(ip).arg(6379), T)
-            .await
-            .map_err(err)?;
+        let _: String = cmd(
+            &mut conns[0].1,
+            redis::cmd("CLUSTER").arg("MEET").arg(ip).arg(6379),
+            T,
+        )
+        .await
+        .map_err(err)?;
     }
     // Wait until every node knows every other (gossip), bounded by the deadline.
     loop {
         let mut all = true;
         for (_, c) in conns.iter_mut() {
-            let t: String = cmd(c, redis::cmd("CLUSTER").arg("NODES"), T).await.map_err(err)?;
+            let t: String = cmd(c, redis::cmd("CLUSTER").arg("NODES"), T)
+                .await
+                .map_err(err)?;
             if t.lines().filter(|l| !l.trim().is_empty()).count() < nodes.len() {
                 all = false;
             }
@@ -129,8 +156,12 @@ async fn cluster_create(
         let master_id = ids[(r - masters) % masters].clone();
         // A replica can only follow a master it has heard of; gossip may still be on its way.
         loop {
-            let res: Result<String, String> =
-                cmd(&mut conns[r].1, redis::cmd("CLUSTER").arg("REPLICATE").arg(&master_id), T).await;
+            let res: Result<String, String> = cmd(
+                &mut conns[r].1,
+                redis::cmd("CLUSTER").arg("REPLICATE").arg(&master_id),
+                T,
+            )
+            .await;
             match res {
                 Ok(_) => break,
                 Err(e) if Instant::now() < deadline => {

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig,
-    PortBinding,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
 };
 use tokio::sync::watch;
 
@@ -24,7 +23,9 @@ use crate::engine::{
 };
 use crate::images::{self, ImageMode};
 use crate::state::{self, InstanceDir, InstanceRecord, StateError};
-use crate::topology::{self, Condition, LoadOptions, Mount, Role, ServicePlan, Topology, TopologyError};
+use crate::topology::{
+    self, Condition, LoadOptions, Mount, Role, ServicePlan, Topology, TopologyError,
+};
 
 pub use verify::{Check, Criteria};
 
@@ -41,9 +42,17 @@ pub enum LabError {
     #[error("{0}")]
     Usage(String),
     #[error("node {node} did not become ready within {secs}s ({last}); see `lab logs {node}`")]
-    NotReady { node: String, secs: u64, last: String },
+    NotReady {
+        node: String,
+        secs: u64,
+        last: String,
+    },
     #[error("node {node} exited while starting (exit code {code}); its last log lines:\n{logs}")]
-    Exited { node: String, code: i64, logs: String },
+    Exited {
+        node: String,
+        code: i64,
+        logs: String,
+    },
     #[error("init step failed: {0}")]
     Init(String),
     #[error("the topology came up but its success criteria do not hold:\n{0}")]
@@ -119,7 +128,16 @@ pub async fn load_for_instance(
     engine: &Engine,
     opts: &UpOptions,
     progress: Progress<'_>,
-) -> Result<(Topology, InstanceDir, Option<InstanceRecord>, Option<String>, BTreeMap<String, String>), LabError> {
+) -> Result<
+    (
+        Topology,
+        InstanceDir,
+        Option<InstanceRecord>,
+        Option<String>,
+        BTreeMap<String, String>,
+    ),
+    LabError,
+> {
     let file = topology::find(&opts.topology, &opts.project)?;
     let env = env_map();
     let pre = topology::load(
@@ -185,7 +203,10 @@ fn validate_instance_name(name: &str) -> Result<(), LabError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -281,8 +302,16 @@ pub async fn up(
             let differs: Vec<String> = settings
                 .iter()
                 .filter(|(k, v)| rec.settings.get(*k) != Some(*v))
-                .map(|(k, v)| format!("{k}={v} (running: {})", rec.settings.get(k).cloned().unwrap_or_default()))
-                .chain((rec.flavor != topo.flavor).then(|| format!("flavor={} (running: {})", topo.flavor, rec.flavor)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={v} (running: {})",
+                        rec.settings.get(k).cloned().unwrap_or_default()
+                    )
+                })
+                .chain(
+                    (rec.flavor != topo.flavor)
+                        .then(|| format!("flavor={} (running: {})", topo.flavor, rec.flavor)),
+                )
                 .collect();
             if !differs.is_empty() {
                 return Err(LabError::Usage(format!(
@@ -350,7 +379,9 @@ pub async fn up(
         Ok(criteria) => Ok((inst, criteria)),
         Err(e) => {
             if fresh {
-                progress(&format!("up failed; removing what this run created for instance {instance}"));
+                progress(&format!(
+                    "up failed; removing what this run created for instance {instance}"
+                ));
                 let _ = down(engine, &instance, true, &opts.state_root, progress).await;
             }
             Err(e)
@@ -367,7 +398,9 @@ async fn bring_up(
     let topo = &inst.topology;
     let lbl = labels(&inst.name, &topo.name);
     for net in &topo.networks {
-        engine.ensure_network(&inst.network_name(net), lbl.clone()).await?;
+        engine
+            .ensure_network(&inst.network_name(net), lbl.clone())
+            .await?;
     }
     for vol in &topo.volumes {
         engine
@@ -394,7 +427,9 @@ async fn bring_up(
     let mut set = tokio::task::JoinSet::new();
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<String>();
     for s in topo.services.clone() {
-        let tx = senders.remove(&s.name).ok_or_else(|| LabError::Usage("internal: sender".into()))?;
+        let tx = senders
+            .remove(&s.name)
+            .ok_or_else(|| LabError::Usage("internal: sender".into()))?;
         let deps: Vec<(String, Condition, watch::Receiver<St>)> = s
             .depends_on
             .iter()
@@ -411,7 +446,10 @@ async fn bring_up(
                     match st {
                         St::Failed => {
                             let _ = tx.send(St::Failed);
-                            return Err(LabError::Usage(format!("{} was not started because {dep} failed", s.name)));
+                            return Err(LabError::Usage(format!(
+                                "{} was not started because {dep} failed",
+                                s.name
+                            )));
                         }
                         St::Ready => break,
                         St::Started if !want_ready => break,
@@ -419,7 +457,10 @@ async fn bring_up(
                     }
                     if rx.changed().await.is_err() {
                         let _ = tx.send(St::Failed);
-                        return Err(LabError::Usage(format!("{} was not started because {dep} failed", s.name)));
+                        return Err(LabError::Usage(format!(
+                            "{} was not started because {dep} failed",
+                            s.name
+                        )));
                     }
                 }
             }
@@ -506,14 +547,22 @@ fn create_body(inst: &Instance, s: &ServicePlan) -> ContainerCreateBody {
         .mounts
         .iter()
         .map(|m| match m {
-            Mount::Volume { volume, target, read_only } => format!(
+            Mount::Volume {
+                volume,
+                target,
+                read_only,
+            } => format!(
                 "{}_{}:{}{}",
                 inst.name,
                 volume,
                 target,
                 if *read_only { ":ro" } else { "" }
             ),
-            Mount::Bind { source, target, read_only } => format!(
+            Mount::Bind {
+                source,
+                target,
+                read_only,
+            } => format!(
                 "{}:{}{}",
                 source.display(),
                 target,
@@ -712,7 +761,11 @@ pub async fn open(
         &LoadOptions {
             profile: Some(rec.profile.clone()),
             flavor: Some(rec.flavor.clone()),
-            sets: rec.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sets: rec
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             env: env_map(),
             provided,
         },
@@ -801,6 +854,9 @@ pub fn role_ports(inst: &Instance, role: Role, container_port: u16) -> Vec<(Stri
     inst.topology
         .with_role(role)
         .iter()
-        .filter_map(|s| inst.host_port(&s.name, container_port).map(|p| (s.name.clone(), p)))
+        .filter_map(|s| {
+            inst.host_port(&s.name, container_port)
+                .map(|p| (s.name.clone(), p))
+        })
         .collect()
 }

@@ -63,11 +63,13 @@ pub async fn probe_once(
                 Err(format!("PING answered {pong}"))
             }
         }
-        Probe::Tcp { .. } => tokio::time::timeout(t, tokio::net::TcpStream::connect(("127.0.0.1", host_port)))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Probe::Tcp { .. } => {
+            tokio::time::timeout(t, tokio::net::TcpStream::connect(("127.0.0.1", host_port)))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         Probe::Http { path, .. } => {
             let url = format!("http://127.0.0.1:{host_port}{path}");
             let client = reqwest::Client::builder()

@@ -77,12 +77,12 @@ pub async fn status(engine: &Engine, inst: &Instance) -> Result<Vec<NodeStatus>,
                             let i = parse_info(&text);
                             live_role = i.get("role").cloned();
                             link = match live_role.as_deref() {
-                                Some("slave") => i
-                                    .get("master_link_status")
-                                    .map(|l| format!("link {l}")),
-                                Some("master") => i
-                                    .get("connected_slaves")
-                                    .map(|n| format!("{n} replica(s)")),
+                                Some("slave") => {
+                                    i.get("master_link_status").map(|l| format!("link {l}"))
+                                }
+                                Some("master") => {
+                                    i.get("connected_slaves").map(|n| format!("{n} replica(s)"))
+                                }
                                 _ => None,
                             };
                         }

@@ -104,7 +104,9 @@ async fn sentinel(inst: &Instance, map: &AddrMap, port: u16, quorum: u8, c: &mut
             reachable += 1;
             let r: Result<Option<(String, String)>, String> = cmd(
                 &mut conn,
-                redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&group),
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&group),
                 T,
             )
             .await;
@@ -133,8 +135,12 @@ async fn sentinel(inst: &Instance, map: &AddrMap, port: u16, quorum: u8, c: &mut
         let mut ck = (false, String::from("no sentinel answered"));
         for (_, hp) in &sentinels {
             if let Ok(mut conn) = redis_conn(*hp, pw, T).await {
-                let r: Result<String, String> =
-                    cmd(&mut conn, redis::cmd("SENTINEL").arg("ckquorum").arg(&group), T).await;
+                let r: Result<String, String> = cmd(
+                    &mut conn,
+                    redis::cmd("SENTINEL").arg("ckquorum").arg(&group),
+                    T,
+                )
+                .await;
                 ck = match r {
                     Ok(s) => (true, s),
                     Err(e) => (false, e),
@@ -149,62 +155,84 @@ async fn sentinel(inst: &Instance, map: &AddrMap, port: u16, quorum: u8, c: &mut
         );
         // The master (as the sentinels name it) has a replica with a green link.
         let Some(addr) = agreed else {
-            c.push(format!("{group}: master has a replica with link up"), false, "no master known");
+            c.push(
+                format!("{group}: master has a replica with link up"),
+                false,
+                "no master known",
+            );
             continue;
         };
         let (h, p) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "6379"));
         let port: u16 = p.parse().unwrap_or(6379);
         let Some(hp) = map.translate(h, port) else {
-            c.push(format!("{group}: master has a replica with link up"), false, format!("announced address {addr} maps to no published port"));
+            c.push(
+                format!("{group}: master has a replica with link up"),
+                false,
+                format!("announced address {addr} maps to no published port"),
+            );
             continue;
         };
         let master_name = map.service_of(h).unwrap_or(h).to_string();
         let (ok, detail) = match redis_conn(hp, pw, T).await {
             Err(e) => (false, e),
-            Ok(mut conn) => match cmd::<String>(&mut conn, redis::cmd("INFO").arg("replication"), T).await {
-                Err(e) => (false, e),
-                Ok(text) => {
-                    let info = parse_info(&text);
-                    let role = info.get("role").cloned().unwrap_or_default();
-                    let online: Vec<String> = info
-                        .iter()
-                        .filter(|(k, v)| k.starts_with("slave") && v.contains("state=online"))
-                        .map(|(_, v)| v.split(',').next().unwrap_or("").replace("ip=", ""))
-                        .collect();
-                    let mut links = vec![];
-                    for ip in &online {
-                        if let Some(rp) = map.translate(ip, 6379) {
-                            if let Ok(mut rc) = redis_conn(rp, pw, T).await {
-                                if let Ok(t) = cmd::<String>(&mut rc, redis::cmd("INFO").arg("replication"), T).await {
-                                    let ri = parse_info(&t);
-                                    links.push((
-                                        map.service_of(ip).unwrap_or(ip).to_string(),
-                                        ri.get("master_link_status").cloned().unwrap_or_default(),
-                                    ));
+            Ok(mut conn) => {
+                match cmd::<String>(&mut conn, redis::cmd("INFO").arg("replication"), T).await {
+                    Err(e) => (false, e),
+                    Ok(text) => {
+                        let info = parse_info(&text);
+                        let role = info.get("role").cloned().unwrap_or_default();
+                        let online: Vec<String> = info
+                            .iter()
+                            .filter(|(k, v)| k.starts_with("slave") && v.contains("state=online"))
+                            .map(|(_, v)| v.split(',').next().unwrap_or("").replace("ip=", ""))
+                            .collect();
+                        let mut links = vec![];
+                        for ip in &online {
+                            if let Some(rp) = map.translate(ip, 6379) {
+                                if let Ok(mut rc) = redis_conn(rp, pw, T).await {
+                                    if let Ok(t) = cmd::<String>(
+                                        &mut rc,
+                                        redis::cmd("INFO").arg("replication"),
+                                        T,
+                                    )
+                                    .await
+                                    {
+                                        let ri = parse_info(&t);
+                                        links.push((
+                                            map.service_of(ip).unwrap_or(ip).to_string(),
+                                            ri.get("master_link_status")
+                                                .cloned()
+                                                .unwrap_or_default(),
+                                        ));
+                                    }
                                 }
                             }
                         }
+                        let green = links.iter().any(|(_, s)| s == "up");
+                        (
+                            role == "master" && green,
+                            format!(
+                                "{master_name} is {role}; replicas: {}",
+                                if links.is_empty() {
+                                    "none online".to_string()
+                                } else {
+                                    links
+                                        .iter()
+                                        .map(|(n, s)| format!("{n} link {s}"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                }
+                            ),
+                        )
                     }
-                    let green = links.iter().any(|(_, s)| s == "up");
-                    (
-                        role == "master" && green,
-                        format!(
-                            "{master_name} is {role}; replicas: {}",
-                            if links.is_empty() {
-                                "none online".to_string()
-                            } else {
-                                links
-                                    .iter()
-                                    .map(|(n, s)| format!("{n} link {s}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            }
-                        ),
-                    )
                 }
-            },
+            }
         };
-        c.push(format!("{group}: master has a replica with link up"), ok, detail);
+        c.push(
+            format!("{group}: master has a replica with link up"),
+            ok,
+            detail,
+        );
     }
 }
 
@@ -215,22 +243,29 @@ async fn cluster(inst: &Instance, port: u16, c: &mut Criteria) {
     for (name, hp) in &nodes {
         let (ok, detail) = match redis_conn(*hp, pw, T).await {
             Err(e) => (false, e),
-            Ok(mut conn) => match cmd::<String>(&mut conn, &redis::cmd("CLUSTER").arg("INFO").to_owned(), T).await {
-                Err(e) => (false, e),
-                Ok(t) => {
-                    let i = parse_info(&t);
-                    let state = i.get("cluster_state").cloned().unwrap_or_default();
-                    let assigned = i.get("cluster_slots_assigned").cloned().unwrap_or_default();
-                    let okslots = i.get("cluster_slots_ok").cloned().unwrap_or_default();
-                    if nodes_text.is_none() {
-                        nodes_text = cmd::<String>(&mut conn, redis::cmd("CLUSTER").arg("NODES"), T).await.ok();
-                    }
-                    (
+            Ok(mut conn) => {
+                match cmd::<String>(&mut conn, &redis::cmd("CLUSTER").arg("INFO").to_owned(), T)
+                    .await
+                {
+                    Err(e) => (false, e),
+                    Ok(t) => {
+                        let i = parse_info(&t);
+                        let state = i.get("cluster_state").cloned().unwrap_or_default();
+                        let assigned = i.get("cluster_slots_assigned").cloned().unwrap_or_default();
+                        let okslots = i.get("cluster_slots_ok").cloned().unwrap_or_default();
+                        if nodes_text.is_none() {
+                            nodes_text =
+                                cmd::<String>(&mut conn, redis::cmd("CLUSTER").arg("NODES"), T)
+                                    .await
+                                    .ok();
+                        }
+                        (
                         state == "ok" && assigned == "16384" && okslots == "16384",
                         format!("cluster_state:{state}, slots assigned {assigned}, slots ok {okslots}"),
                     )
+                    }
                 }
-            },
+            }
         };
         c.push(format!("{name}: cluster ok, 16384 slots"), ok, detail);
     }
@@ -271,7 +306,10 @@ pub fn masters_have_replicas(nodes: &str) -> (bool, String) {
         if lacking.is_empty() {
             format!("{} masters, each with a connected replica", masters.len())
         } else {
-            format!("masters without a connected replica: {}", lacking.join(", "))
+            format!(
+                "masters without a connected replica: {}",
+                lacking.join(", ")
+            )
         },
     )
 }

@@ -33,10 +33,7 @@ pub fn interpolate(
     Ok(out)
 }
 
-fn interpolate_line(
-    line: &str,
-    vars: &HashMap<String, String>,
-) -> Result<String, (usize, String)> {
+fn interpolate_line(line: &str, vars: &HashMap<String, String>) -> Result<String, (usize, String)> {
     let bytes = line.as_bytes();
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
@@ -133,8 +130,8 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         let v = vars(&[("A", "1"), ("E", "")]);
-        let got = interpolate("a: ${A:-9} b: ${B:-9} e: ${E:-d} e2: ${E-d} $$x $A\n", &v)
-            .expect("ok");
+        let got =
+            interpolate("a: ${A:-9} b: ${B:-9} e: ${E:-d} e2: ${E-d} $$x $A\n", &v).expect("ok");
         assert_eq!(got, "a: 1 b: 9 e: d e2:  $x 1\n");
     }
 

@@ -87,6 +87,9 @@ mod tests {
 
     #[test]
     fn finds_values_in_a_block() {
-        assert_eq!(value_in(T, &["services", "a", "depends_on"], "b"), Some((5, 9)));
+        assert_eq!(
+            value_in(T, &["services", "a", "depends_on"], "b"),
+            Some((5, 9))
+        );
     }
 }

@@ -25,7 +25,9 @@ pub enum TopologyError {
     },
     #[error("{file}: {message}")]
     File { file: String, message: String },
-    #[error("unknown topology `{name}`; known topologies: {known} (or give a path to a compose file)")]
+    #[error(
+        "unknown topology `{name}`; known topologies: {known} (or give a path to a compose file)"
+    )]
     Unknown { name: String, known: String },
     #[error("{0}")]
     Usage(String),
@@ -67,7 +69,10 @@ pub fn resolve_setting(
 /// a path to a compose file.
 pub fn find(name_or_path: &str, project: &Path) -> Result<PathBuf, TopologyError> {
     let p = Path::new(name_or_path);
-    if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || p.components().count() > 1 {
+    if name_or_path.ends_with(".yaml")
+        || name_or_path.ends_with(".yml")
+        || p.components().count() > 1
+    {
         if p.is_file() {
             return Ok(p.to_path_buf());
         }
@@ -77,7 +82,9 @@ pub fn find(name_or_path: &str, project: &Path) -> Result<PathBuf, TopologyError
         });
     }
     for ext in ["yaml", "yml"] {
-        let f = project.join("compose").join(format!("{name_or_path}.{ext}"));
+        let f = project
+            .join("compose")
+            .join(format!("{name_or_path}.{ext}"));
         if f.is_file() {
             return Ok(f);
         }
@@ -154,8 +161,16 @@ pub struct PortMap {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
-    Volume { volume: String, target: String, read_only: bool },
-    Bind { source: PathBuf, target: String, read_only: bool },
+    Volume {
+        volume: String,
+        target: String,
+        read_only: bool,
+    },
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -298,8 +313,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if s.is_empty() {
         return None;
     }
-    if let Ok(n) = s.parse::<f64>() {
-        return (n >= 0.0).then(|| Duration::from_secs_f64(n));
+    // Bare numbers are seconds. Only plain decimals: "inf", "nan" and exponents are not durations.
+    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let n: f64 = s.parse().ok()?;
+        return Duration::try_from_secs_f64(n).ok();
     }
     let mut total = Duration::ZERO;
     let mut num = String::new();
@@ -329,7 +346,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "h" => n * 3600.0,
             _ => return None,
         };
-        total += Duration::from_secs_f64(secs);
+        total = total.checked_add(Duration::try_from_secs_f64(secs).ok()?)?;
         any = true;
     }
     (any && num.is_empty()).then_some(total)
@@ -386,7 +403,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
         .or_else(|| opts.env.get("LAB_PROFILE").cloned())
         .unwrap_or_else(|| meta.default_profile.clone());
     let profiles: Vec<&String> = {
-        let mut v: Vec<&String> = meta.settings.values().flat_map(|s| s.profiles.keys()).collect();
+        let mut v: Vec<&String> = meta
+            .settings
+            .values()
+            .flat_map(|s| s.profiles.keys())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -394,7 +415,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
     if !meta.settings.is_empty() && !profiles.iter().any(|p| **p == profile) {
         return Err(TopologyError::Usage(format!(
             "unknown profile `{profile}` for {file}; known profiles: {}",
-            profiles.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            profiles
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     for (k, _) in &opts.sets {
@@ -414,9 +439,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
             .find(|(k, _)| k == name || *k == s.var)
             .map(|(_, v)| v.as_str());
         let prof = s.profiles.get(&profile).map(|v| v.to_string());
-        if let Some((value, source)) =
-            resolve_setting(cli, opts.env.get(&s.var).map(String::as_str), prof.as_deref(), None)
-        {
+        if let Some((value, source)) = resolve_setting(
+            cli,
+            opts.env.get(&s.var).map(String::as_str),
+            prof.as_deref(),
+            None,
+        ) {
             settings.insert(
                 name.clone(),
                 ResolvedSetting {
@@ -542,30 +570,45 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
                 });
             }
         }
-        let depends_on = svc.depends_on.as_ref().map(|d| d.entries()).unwrap_or_default();
+        let depends_on = svc
+            .depends_on
+            .as_ref()
+            .map(|d| d.entries())
+            .unwrap_or_default();
         for (dep, _) in &depends_on {
             if !compose.services.contains_key(dep) {
                 return Err(src.value(
                     &sp("depends_on"),
                     dep,
-                    format!("service {name} depends on `{dep}`, which is not a service of this file"),
+                    format!(
+                        "service {name} depends on `{dep}`, which is not a service of this file"
+                    ),
                 ));
             }
         }
-        let dur = |field: &'static str, v: &Option<String>| -> Result<Option<Duration>, TopologyError> {
-            match v {
-                None => Ok(None),
-                Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
-                    src.value(&["services", name.as_str(), "healthcheck", field], s, format!("`{s}` is not a duration (like 2s, 500ms, 1m30s)"))
-                }),
-            }
-        };
+        let dur =
+            |field: &'static str, v: &Option<String>| -> Result<Option<Duration>, TopologyError> {
+                match v {
+                    None => Ok(None),
+                    Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
+                        src.value(
+                            &["services", name.as_str(), "healthcheck", field],
+                            s,
+                            format!("`{s}` is not a duration (like 2s, 500ms, 1m30s)"),
+                        )
+                    }),
+                }
+            };
         let healthcheck = match &svc.healthcheck {
             Some(h) if h.disable != Some(true) => Some(HealthPlan {
-                test: h.test.as_ref().map(|t| match t {
-                    StringOrList::String(s) => vec!["CMD-SHELL".to_string(), s.clone()],
-                    StringOrList::List(v) => v.clone(),
-                }).unwrap_or_default(),
+                test: h
+                    .test
+                    .as_ref()
+                    .map(|t| match t {
+                        StringOrList::String(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                        StringOrList::List(v) => v.clone(),
+                    })
+                    .unwrap_or_default(),
                 interval: dur("interval", &h.interval)?,
                 timeout: dur("timeout", &h.timeout)?,
                 retries: h.retries,
@@ -576,7 +619,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
         let stop_grace = match &svc.stop_grace_period {
             None => Duration::from_secs(10),
             Some(s) => parse_duration(s).ok_or_else(|| {
-                src.value(&sp("stop_grace_period"), s, format!("`{s}` is not a duration (like 10s)"))
+                src.value(
+                    &sp("stop_grace_period"),
+                    s,
+                    format!("`{s}` is not a duration (like 10s)"),
+                )
             })?,
         };
         let meta_node = meta.nodes.get(name);
@@ -584,7 +631,10 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
             if !ports.iter().any(|p| p.container_port == probe.port()) {
                 return Err(src.key(
                     &["x-lab", "nodes", name.as_str(), "probe"],
-                    format!("the probe of {name} uses port {}, which the service does not publish", probe.port()),
+                    format!(
+                        "the probe of {name} uses port {}, which the service does not publish",
+                        probe.port()
+                    ),
                 ));
             }
         }
@@ -593,14 +643,22 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
             image: svc.image.clone(),
             command: svc.command.as_ref().map(StringOrList::to_vec),
             entrypoint: svc.entrypoint.as_ref().map(StringOrList::to_vec),
-            env: svc.environment.as_ref().map(ListOrDict::to_pairs).unwrap_or_default(),
+            env: svc
+                .environment
+                .as_ref()
+                .map(ListOrDict::to_pairs)
+                .unwrap_or_default(),
             ports,
             networks,
             mounts,
             healthcheck,
             depends_on,
             cap_add: svc.cap_add.clone(),
-            labels: svc.labels.as_ref().map(ListOrDict::to_pairs).unwrap_or_default(),
+            labels: svc
+                .labels
+                .as_ref()
+                .map(ListOrDict::to_pairs)
+                .unwrap_or_default(),
             hostname: svc.hostname.clone(),
             stop_grace,
             stop_signal: svc.stop_signal.clone(),
@@ -629,7 +687,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
         };
         for n in names {
             if !compose.services.contains_key(n) {
-                return Err(src.value(&["x-lab", "init"], n, format!("init step names `{n}`, which is not a service of this file")));
+                return Err(src.value(
+                    &["x-lab", "init"],
+                    n,
+                    format!("init step names `{n}`, which is not a service of this file"),
+                ));
             }
         }
     }
@@ -638,7 +700,14 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> 
     for s in &services {
         for p in &s.ports {
             if let Some(other) = seen.insert(p.host_port, &s.name) {
-                return Err(src.value(&["services", s.name.as_str(), "ports"], &p.host_port.to_string(), format!("host port {} is published by both {other} and {}", p.host_port, s.name)));
+                return Err(src.value(
+                    &["services", s.name.as_str(), "ports"],
+                    &p.host_port.to_string(),
+                    format!(
+                        "host port {} is published by both {other} and {}",
+                        p.host_port, s.name
+                    ),
+                ));
             }
         }
     }
@@ -736,6 +805,14 @@ mod tests {
     }
 
     #[test]
+    fn absurd_durations_are_refused_not_panics() {
+        for s in ["inf", "NaN", "1e400", "-1", "99999999999999999999999s", "1e3s"] {
+            assert_eq!(parse_duration(s), None, "{s}");
+        }
+        assert_eq!(parse_duration("18446744073709551615h"), None);
+    }
+
+    #[test]
     fn ports() {
         let (ip, p) = parse_port("127.0.0.1:16001:6379").expect("ok");
         assert_eq!(ip, "127.0.0.1");
@@ -746,10 +823,22 @@ mod tests {
 
     #[test]
     fn precedence_is_cli_env_profile_default() {
-        assert_eq!(resolve_setting(Some("1"), Some("2"), Some("3"), Some("4")), Some(("1".into(), Source::Cli)));
-        assert_eq!(resolve_setting(None, Some("2"), Some("3"), Some("4")), Some(("2".into(), Source::Env)));
-        assert_eq!(resolve_setting(None, None, Some("3"), Some("4")), Some(("3".into(), Source::Profile)));
-        assert_eq!(resolve_setting(None, None, None, Some("4")), Some(("4".into(), Source::Default)));
+        assert_eq!(
+            resolve_setting(Some("1"), Some("2"), Some("3"), Some("4")),
+            Some(("1".into(), Source::Cli))
+        );
+        assert_eq!(
+            resolve_setting(None, Some("2"), Some("3"), Some("4")),
+            Some(("2".into(), Source::Env))
+        );
+        assert_eq!(
+            resolve_setting(None, None, Some("3"), Some("4")),
+            Some(("3".into(), Source::Profile))
+        );
+        assert_eq!(
+            resolve_setting(None, None, None, Some("4")),
+            Some(("4".into(), Source::Default))
+        );
         assert_eq!(resolve_setting(None, None, None, None), None);
     }
 }

@@ -105,7 +105,12 @@ impl ListOrDict {
         match self {
             ListOrDict::Dict(m) => m
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_ref().map(Scalar::to_string).unwrap_or_default()))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_ref().map(Scalar::to_string).unwrap_or_default(),
+                    )
+                })
                 .collect(),
             ListOrDict::List(v) => v
                 .iter()
@@ -334,8 +339,12 @@ impl std::fmt::Display for Role {
 #[serde(rename_all = "snake_case", try_from = "OneOf<ProbeForm>")]
 pub enum Probe {
     /// PING (after AUTH when the topology has a password) answers PONG.
-    Redis { port: u16 },
-    Tcp { port: u16 },
+    Redis {
+        port: u16,
+    },
+    Tcp {
+        port: u16,
+    },
     Http {
         port: u16,
         #[serde(default = "slash")]
@@ -362,7 +371,10 @@ pub enum InitStep {
     /// masters with the 16384 slots split evenly; the rest replicate them in order.
     ClusterCreate { nodes: Vec<String>, replicas: u8 },
     /// Runs a command in a service's container; must exit 0.
-    Exec { service: String, command: Vec<String> },
+    Exec {
+        service: String,
+        command: Vec<String>,
+    },
 }
 
 /// The success criteria checked after `up` (from the seed document).
