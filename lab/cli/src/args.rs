@@ -43,6 +43,36 @@ pub enum Command {
     Images(ImagesCmd),
     /// List the shipped topologies.
     Topologies,
+    /// Benchmarks against a running topology, with the peer tool measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// The seed's redis-benchmark (-c 50 -n 100000 -t get,set, plus pipelined), by lab's
+    /// generator and by redis-benchmark/valkey-benchmark when installed; prints the ratios.
+    Redis {
+        /// Topology (or instance) to benchmark; it must be up.
+        topology: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Pipeline depths, comma-separated.
+        #[arg(long, default_value = "1,16", value_delimiter = ',')]
+        pipeline: Vec<u32>,
+        /// Value size in bytes (redis-benchmark's -d).
+        #[arg(long, default_value_t = 3)]
+        value_size: usize,
+        /// Skip the peer tool.
+        #[arg(long)]
+        no_peer: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

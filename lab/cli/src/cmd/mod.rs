@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use lab_core::engine::{Engine, EngineChoice};
 
-use crate::args::{Cli, Command, ImagesCmd};
+use crate::args::{BenchCmd, Cli, Command, ImagesCmd};
 
 pub struct Ctx {
     pub engine_req: Option<String>,
@@ -61,6 +61,64 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     o.tags.join(" ")
                 );
             }
+            Ok(0)
+        }
+        Command::Bench(BenchCmd::Redis {
+            topology,
+            name,
+            clients,
+            requests,
+            pipeline,
+            value_size,
+            no_peer,
+            json,
+        }) => {
+            let engine = ctx.engine().await?;
+            let name = name.unwrap_or(topology);
+            let inst =
+                lab_core::lifecycle::open(&engine, &name, &ctx.project, &ctx.state_root).await?;
+            let params = lab_core::bench::BenchParams {
+                clients,
+                requests,
+                pipelines: pipeline,
+                value_size,
+                peer: !no_peer,
+                ..Default::default()
+            };
+            let r = lab_core::bench::redis(&engine, std::sync::Arc::new(inst), &params)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(0);
+            }
+            println!(
+                "target {}; {} clients, {} requests per test; {}",
+                r.target, clients, requests, r.peer_note
+            );
+            println!(
+                "{:<18} {:<4} {:>3} {:>12} {:>9} {:>9} {:>8} {:>7}",
+                "TOOL", "TEST", "P", "OPS/S", "P50 ms", "P99 ms", "CPU s", "ERRORS"
+            );
+            for row in &r.rows {
+                let ms =
+                    |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<18} {:<4} {:>3} {:>12.0} {:>9} {:>9} {:>8.2} {:>7}",
+                    row.tool,
+                    row.test,
+                    row.pipeline,
+                    row.ops_per_s,
+                    ms(row.p50_ms),
+                    ms(row.p99_ms),
+                    row.cpu_s,
+                    row.errors
+                );
+            }
+            for (t, p, ops, cpu) in &r.ratios {
+                println!("ratio lab/peer {t} -P {p}: throughput {ops:.2}x, CPU {cpu:.2}x");
+            }
+            println!("latency resolution: 1 us histogram buckets (lab), as printed by the peer (its own histogram)");
             Ok(0)
         }
         Command::Images(ImagesCmd::List) => {

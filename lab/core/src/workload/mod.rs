@@ -1,0 +1,190 @@
+//! The load generator: many async clients driving SET/GET through the topology as real
+//! clients would (Sentinel-aware, cluster-aware, or pinned to one node), each write carrying
+//! a unique ordered id so acknowledged writes can be checked after recovery.
+//!
+//! - closed loop: `clients` connections each send, wait, repeat (like `redis-benchmark -c`);
+//!   latency is service time, as redis-benchmark reports it.
+//! - open loop: a target `rate`; each operation has an intended send time and its latency is
+//!   measured from that time, so a stalled server shows up in the percentiles (coordinated
+//!   omission corrected the wrk2 way; nothing is corrected twice).
+//!
+//! Each worker owns its `Recorder` and hands a drained copy to the live channel every 200 ms.
+
+pub mod readback;
+pub mod resp;
+pub mod route;
+mod worker;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::measure::Recorder;
+pub use readback::readback;
+pub use route::{Discovery, NodeAddr, Routes};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadMode {
+    Closed,
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Name of this client population in reports ("main", "stale-writer").
+    pub label: String,
+    pub mode: LoadMode,
+    pub clients: u32,
+    pub pipeline: u32,
+    pub keyspace: u64,
+    pub value_size: usize,
+    /// Share of reads, 0..=1.
+    pub read_ratio: f64,
+    /// Writes go to unique keys carrying their id, checked after recovery.
+    pub track_writes: bool,
+    pub op_timeout: Duration,
+    /// Only these groups (indices into `Routes::group_names`) get load; empty: all.
+    pub groups: Vec<usize>,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            label: "main".into(),
+            mode: LoadMode::Closed,
+            clients: 16,
+            pipeline: 1,
+            keyspace: 10_000,
+            value_size: 64,
+            read_ratio: 0.5,
+            track_writes: true,
+            op_timeout: Duration::from_secs(1),
+            groups: vec![],
+            duration: Some(Duration::from_secs(10)),
+            requests: None,
+        }
+    }
+}
+
+/// How keys are named per group, so that the read-back finds each write where it belongs.
+#[derive(Debug, Clone)]
+pub struct KeyPlan {
+    pub groups: Vec<GroupKeys>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupKeys {
+    pub name: String,
+    /// Cluster: hash tags whose slots belong to this shard. Empty for Sentinel groups.
+    pub tags: Vec<String>,
+}
+
+impl KeyPlan {
+    /// Sentinel (and pinned) groups: plain keys prefixed with the group's name.
+    pub fn plain(names: &[String]) -> KeyPlan {
+        KeyPlan {
+            groups: names
+                .iter()
+                .map(|n| GroupKeys {
+                    name: n.clone(),
+                    tags: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    /// Cluster shards: 16 hash tags per shard, found by searching tag names whose slot the
+    /// shard owned at start, so every key of a group lives on that group's master.
+    pub fn cluster(routes: &Routes) -> KeyPlan {
+        let n = routes.group_names.len();
+        let mut tags: Vec<Vec<String>> = vec![vec![]; n];
+        for i in 0..200_000u32 {
+            if tags.iter().all(|t| t.len() >= 16) {
+                break;
+            }
+            let tag = format!("t{i}");
+            let g = routes.slot_group(route::key_slot(tag.as_bytes())) as usize;
+            if let Some(t) = tags.get_mut(g) {
+                if t.len() < 16 {
+                    t.push(tag);
+                }
+            }
+        }
+        KeyPlan {
+            groups: routes
+                .group_names
+                .iter()
+                .zip(tags)
+                .map(|(name, tags)| GroupKeys {
+                    name: name.clone(),
+                    tags,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn write_key(&self, group: usize, id: u64) -> Vec<u8> {
+        let g = &self.groups[group.min(self.groups.len().saturating_sub(1))];
+        if g.tags.is_empty() {
+            format!("lab:w:{}:{id}", g.name).into_bytes()
+        } else {
+            format!("{{{}}}:w:{id}", g.tags[(id % g.tags.len() as u64) as usize]).into_bytes()
+        }
+    }
+
+    pub fn read_key(&self, group: usize, n: u64) -> Vec<u8> {
+        let g = &self.groups[group.min(self.groups.len().saturating_sub(1))];
+        if g.tags.is_empty() {
+            format!("lab:k:{}:{n}", g.name).into_bytes()
+        } else {
+            format!("{{{}}}:k:{n}", g.tags[(n % g.tags.len() as u64) as usize]).into_bytes()
+        }
+    }
+}
+
+/// One write as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOp {
+    pub id: u64,
+    /// Start (intended send time in open loop) since the run's t0.
+    pub at: Duration,
+    pub ok: bool,
+    pub group: u16,
+}
+
+/// What a workload produced.
+#[derive(Debug)]
+pub struct Output {
+    pub label: String,
+    pub recorder: Recorder,
+    /// Tracked writes (empty when tracking is off), group names from `group_names`.
+    pub writes: Vec<WriteOp>,
+    pub group_names: Vec<String>,
+    pub ops: u64,
+    pub elapsed: Duration,
+    /// Mean time between two operations of one client: the resolution of outage figures.
+    pub interval: Duration,
+}
+
+/// Shared across every workload of a run so write ids are unique and ordered by issue time.
+#[derive(Debug, Default)]
+pub struct IdSource(pub AtomicU64);
+
+/// Everything one workload run needs; `stop` ends it early.
+pub struct Run {
+    pub routes: Arc<Routes>,
+    pub keys: Arc<KeyPlan>,
+    pub spec: Spec,
+    pub password: Option<String>,
+    pub t0: Instant,
+    pub ids: Arc<IdSource>,
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<Recorder>>,
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Runs a workload to completion (duration, request count, or `stop`).
+pub async fn run(run: Run) -> Output {
+    worker::run_all(run).await
+}

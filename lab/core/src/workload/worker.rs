@@ -1,0 +1,408 @@
+//! The client loop. Each worker owns its connections (one per node it talks to), its
+//! recorder and its write log; nothing is shared per operation but the route table (read
+//! without awaiting) and the id counter (one atomic add per write).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::resp::{Reply, RespConn};
+use super::route::{key_slot, Discovery, NodeAddr, Routes};
+use super::{IdSource, KeyPlan, LoadMode, Output, Spec, WriteOp};
+use crate::measure::{Outcome, Recorder};
+
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: plenty for choosing keys, and no lock or syscall.
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Op {
+    write: bool,
+    id: u64,
+    group: u16,
+    key: Vec<u8>,
+}
+
+pub(super) async fn run_all(run: super::Run) -> Output {
+    let super::Run {
+        routes,
+        keys,
+        spec,
+        password,
+        t0,
+        ids,
+        live,
+        stop,
+    } = run;
+    let started = Instant::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let clients = spec.clients.max(1);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let w = Worker {
+            routes: routes.clone(),
+            keys: keys.clone(),
+            spec: spec.clone(),
+            password: password.clone(),
+            t0,
+            ids: ids.clone(),
+            live: live.clone(),
+            stop: stop.clone(),
+            sent: sent.clone(),
+            index: i,
+            started,
+        };
+        set.spawn(w.run());
+    }
+    let mut recorder = Recorder::new();
+    let mut writes = vec![];
+    let mut ops = 0;
+    while let Some(r) = set.join_next().await {
+        if let Ok((rec, w, n)) = r {
+            let _ = recorder.merge(&rec);
+            writes.extend(w);
+            ops += n;
+        }
+    }
+    writes.sort_unstable_by_key(|w: &WriteOp| w.id);
+    let elapsed = started.elapsed();
+    let interval = match spec.mode {
+        LoadMode::Open { rate } if rate > 0.0 => Duration::from_secs_f64(1.0 / rate),
+        _ if ops > 0 => elapsed / (ops as u32).max(1),
+        _ => Duration::from_millis(1),
+    };
+    Output {
+        label: spec.label.clone(),
+        recorder,
+        writes,
+        group_names: routes.group_names.clone(),
+        ops,
+        elapsed,
+        interval,
+    }
+}
+
+struct Worker {
+    routes: Arc<Routes>,
+    keys: Arc<KeyPlan>,
+    spec: Spec,
+    password: Option<String>,
+    t0: Instant,
+    ids: Arc<IdSource>,
+    live: Option<tokio::sync::mpsc::UnboundedSender<Recorder>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    sent: Arc<AtomicU64>,
+    index: u32,
+    started: Instant,
+}
+
+enum Fail {
+    Timeout,
+    Io,
+}
+
+impl Worker {
+    async fn run(mut self) -> (Recorder, Vec<WriteOp>, u64) {
+        let mut rec = Recorder::new();
+        let mut log = Vec::new();
+        let mut conns: HashMap<u16, RespConn> = HashMap::new();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15
+            ^ ((self.index as u64 + 1) << 17)
+            ^ self.t0.elapsed().as_nanos() as u64);
+        let value = vec![b'x'; self.spec.value_size.max(1)];
+        let pipeline = self.spec.pipeline.max(1);
+        let ngroups = self.keys.groups.len().max(1);
+        let allowed: Vec<usize> = if self.spec.groups.is_empty() {
+            (0..ngroups).collect()
+        } else {
+            self.spec.groups.clone()
+        };
+        let cluster = matches!(self.routes.discovery, Discovery::Cluster { .. });
+        // Open loop: this worker's share of the rate, offset so workers do not send in step.
+        let period = match self.spec.mode {
+            LoadMode::Open { rate } if rate > 0.0 => Some(Duration::from_secs_f64(
+                self.spec.clients.max(1) as f64 * pipeline as f64 / rate,
+            )),
+            _ => None,
+        };
+        let offset = period.map(|p| p.mul_f64(self.index as f64 / self.spec.clients.max(1) as f64));
+        let mut k: u64 = 0;
+        let mut last_flush = Instant::now();
+        let mut done = 0u64;
+        let mut batch: Vec<Op> = Vec::with_capacity(pipeline as usize);
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            if let Some(d) = self.spec.duration {
+                if self.started.elapsed() >= d {
+                    break;
+                }
+            }
+            if let Some(n) = self.spec.requests {
+                if self.sent.fetch_add(pipeline as u64, Ordering::Relaxed) >= n {
+                    break;
+                }
+            }
+            let planned = match (period, offset) {
+                (Some(p), Some(o)) => {
+                    let at = self.started + o + p.mul_f64(k as f64);
+                    k += 1;
+                    let now = Instant::now();
+                    if at > now {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = self.stop.changed() => { if *self.stop.borrow() { break; } }
+                        }
+                    }
+                    at
+                }
+                _ => Instant::now(),
+            };
+            // Build the batch: one group per batch so it goes to one node.
+            let g = allowed[(rng.next() % allowed.len() as u64) as usize];
+            batch.clear();
+            for _ in 0..pipeline {
+                let write = rng.unit() >= self.spec.read_ratio;
+                let (id, key) = if write && self.spec.track_writes {
+                    let id = self.ids.0.fetch_add(1, Ordering::Relaxed) + 1;
+                    (id, self.keys.write_key(g, id))
+                } else {
+                    let n = rng.next() % self.spec.keyspace.max(1);
+                    let mut key = self.keys.read_key(g, n);
+                    if write {
+                        // Untracked writes share the read keyspace, like redis-benchmark's SET.
+                        key.truncate(key.len());
+                    }
+                    (0, key)
+                };
+                batch.push(Op {
+                    write,
+                    id,
+                    group: g as u16,
+                    key,
+                });
+            }
+            let target = if cluster {
+                self.routes.slot_owner(key_slot(&batch[0].key))
+            } else {
+                self.routes.master_of(
+                    if matches!(self.routes.discovery, Discovery::Pinned { .. }) {
+                        0
+                    } else {
+                        g
+                    },
+                )
+            };
+            let at = planned.saturating_duration_since(self.t0);
+            let outcomes = match target {
+                None => {
+                    self.routes.trouble.notify_one();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    vec![(Outcome::Error, None); batch.len()]
+                }
+                Some(t) => self.send(&mut conns, &t, &batch, &value).await,
+            };
+            let latency = planned.elapsed();
+            for (op, (outcome, node)) in batch.iter().zip(outcomes) {
+                let node_name = node.as_ref().map(|n: &NodeAddr| &*n.node);
+                rec.record(at, latency, outcome, node_name, op.write);
+                if op.write && self.spec.track_writes {
+                    log.push(WriteOp {
+                        id: op.id,
+                        at,
+                        ok: outcome == Outcome::Ok,
+                        group: op.group,
+                    });
+                }
+            }
+            done += batch.len() as u64;
+            if let Some(tx) = &self.live {
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    last_flush = Instant::now();
+                    let _ = tx.send(rec.drain());
+                }
+            }
+        }
+        if let Some(tx) = &self.live {
+            let _ = tx.send(rec.drain());
+        }
+        (rec, log, done)
+    }
+
+    /// Sends a batch to `target` and returns each op's outcome and the node that answered.
+    /// Follows MOVED (up to twice) and ASK for single operations.
+    async fn send(
+        &mut self,
+        conns: &mut HashMap<u16, RespConn>,
+        target: &NodeAddr,
+        batch: &[Op],
+        value: &[u8],
+    ) -> Vec<(Outcome, Option<NodeAddr>)> {
+        let mut out = Vec::with_capacity(batch.len());
+        match self.roundtrip(conns, target, batch, value, false).await {
+            Err(fail) => {
+                let o = match fail {
+                    Fail::Timeout => Outcome::Timeout,
+                    Fail::Io => Outcome::Error,
+                };
+                self.routes.trouble.notify_one();
+                if matches!(self.spec.mode, LoadMode::Closed) {
+                    // Do not spin on a dead node: a real client backs off too.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                out.resize(batch.len(), (o, Some(target.clone())));
+            }
+            Ok(replies) => {
+                for (op, r) in batch.iter().zip(replies) {
+                    out.push(self.judge(conns, target, op, r, value).await);
+                }
+            }
+        }
+        out
+    }
+
+    async fn judge(
+        &mut self,
+        conns: &mut HashMap<u16, RespConn>,
+        target: &NodeAddr,
+        op: &Op,
+        r: Reply,
+        value: &[u8],
+    ) -> (Outcome, Option<NodeAddr>) {
+        let mut reply = r;
+        let mut node = target.clone();
+        for _ in 0..2 {
+            let Reply::Error(e) = &reply else {
+                return (Outcome::Ok, Some(node));
+            };
+            let (moved, ask) = (e.starts_with("MOVED "), e.starts_with("ASK "));
+            if !(moved || ask) {
+                self.routes.trouble.notify_one();
+                return (Outcome::Error, Some(node));
+            }
+            let mut parts = e.split_whitespace().skip(1);
+            let slot: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let addr = parts.next().unwrap_or("");
+            let (h, p) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
+            let p: u16 = p.parse().unwrap_or(6379);
+            let next = if moved {
+                self.routes.trouble.notify_one();
+                self.routes.moved(slot, h, p)
+            } else {
+                self.routes.translate(h, p)
+            };
+            let Some(next) = next else {
+                return (Outcome::Error, Some(node));
+            };
+            node = next;
+            match self
+                .roundtrip(conns, &node, std::slice::from_ref(op), value, ask)
+                .await
+            {
+                Ok(mut v) if !v.is_empty() => reply = v.remove(0),
+                Ok(_) | Err(Fail::Io) => return (Outcome::Error, Some(node)),
+                Err(Fail::Timeout) => return (Outcome::Timeout, Some(node)),
+            }
+        }
+        (
+            if reply.is_error() {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            },
+            Some(node),
+        )
+    }
+
+    async fn roundtrip(
+        &mut self,
+        conns: &mut HashMap<u16, RespConn>,
+        target: &NodeAddr,
+        batch: &[Op],
+        value: &[u8],
+        asking: bool,
+    ) -> Result<Vec<Reply>, Fail> {
+        let timeout = self.spec.op_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(target.port) {
+            match tokio::time::timeout_at(
+                deadline,
+                RespConn::connect(target.port, self.password.as_deref(), timeout),
+            )
+            .await
+            {
+                Ok(Ok(c)) => {
+                    slot.insert(c);
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(Fail::Timeout)
+                }
+                Ok(Err(_)) => return Err(Fail::Io),
+                Err(_) => return Err(Fail::Timeout),
+            }
+        }
+        let Some(c) = conns.get_mut(&target.port) else {
+            return Err(Fail::Io);
+        };
+        let mut expected = batch.len();
+        if asking {
+            c.queue(&[b"ASKING"]);
+            expected += 1;
+        }
+        for op in batch {
+            if op.write {
+                c.queue(&[b"SET", &op.key, value]);
+            } else {
+                c.queue(&[b"GET", &op.key]);
+            }
+        }
+        let io = async {
+            c.flush().await?;
+            let mut v = Vec::with_capacity(expected);
+            for _ in 0..expected {
+                v.push(c.read_reply().await?);
+            }
+            Ok::<_, std::io::Error>(v)
+        };
+        match tokio::time::timeout_at(deadline, io).await {
+            Ok(Ok(mut v)) => {
+                if asking {
+                    v.remove(0);
+                }
+                Ok(v)
+            }
+            Ok(Err(_)) => {
+                // The stream is out of step after an error: never reuse it.
+                conns.remove(&target.port);
+                Err(Fail::Io)
+            }
+            Err(_) => {
+                conns.remove(&target.port);
+                Err(Fail::Timeout)
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn fmt_key(buf: &mut Vec<u8>, prefix: &str, n: u64) {
+    buf.clear();
+    let _ = write!(buf, "{prefix}{n}");
+}
