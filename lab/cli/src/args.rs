@@ -46,6 +46,84 @@ pub enum Command {
     /// Benchmarks against a running topology, with the peer tool measured in the same run.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run a drill file: bring its topology up if needed, drive load, inject its faults,
+    /// measure, write the reports; exit 1 if an assertion fails.
+    Drill(DrillArgs),
+    /// Work with run reports.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Inject a fault by hand into a running topology (journalled; `lab heal` undoes it).
+    Fault(FaultArgs),
+    /// Undo faults still applied (all of them, or one by id), including those a killed lab left.
+    Heal(HealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Drill file, e.g. scenarios/redis-sentinel-master-kill.yaml.
+    pub file: PathBuf,
+    /// Where the reports go (JSON, Markdown, SVG, JUnit).
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Instance name (default: the topology's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Which images: upstream, offline, auto.
+    #[arg(long, env = "LAB_IMAGES", default_value = "auto")]
+    pub images: String,
+    /// Only check the file against its topology; start nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// First host port, when the drill brings the topology up (default: the file's ports,
+    /// shifted by 1000 until free).
+    #[arg(long)]
+    pub port_base: Option<u16>,
+    /// How long to wait after the timeline for the topology to heal before reading writes back.
+    #[arg(long, default_value = "60s")]
+    pub settle: String,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Two runs side by side (figures, per-fault metrics, assertions).
+    Compare { a: PathBuf, b: PathBuf },
+    /// Print a report's Markdown summary.
+    Show { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// kill, stop, restart or pause.
+    pub kind: String,
+    /// A node name (redis-1), or `master-of:<group>` / `replica-of:<group>`, resolved live.
+    pub target: String,
+    /// Topology (or instance) the node belongs to.
+    #[arg(long, short = 't')]
+    pub topology: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Heal it after this long (e.g. 10s); without it, the fault stays until `lab heal`.
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    /// Signal for kill.
+    #[arg(long, default_value = "SIGKILL")]
+    pub signal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    /// Topology (or instance) name.
+    pub topology: String,
+    /// Only this fault (an id shown by `lab fault` or `lab heal --list`).
+    pub fault: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// List faults in force without healing.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -152,8 +152,9 @@ fn run_peer(
             "--csv",
         ]);
     if let Some(pw) = password {
-        // Through the environment, so the password is not on the command line.
-        c.env("REDISCLI_AUTH", pw);
+        // redis-benchmark ignores REDISCLI_AUTH (only redis-cli reads it), so `-a` it is; the
+        // password is per instance, local, and gone with `lab down`.
+        c.args(["-a", pw]);
     }
     let before = cpu_of(libc::RUSAGE_CHILDREN);
     let t = Instant::now();
@@ -244,7 +245,13 @@ pub async fn redis(
         KeyPlan::plain(&routes.group_names)
     };
     let keys = Arc::new(keys);
-    let peer = if p.peer { peer_binary() } else { None };
+    // redis-benchmark cannot be confined to one node's slots (its random keys hash anywhere and
+    // draw MOVED), so on a cluster only lab's generator runs.
+    let peer = if p.peer && !cluster {
+        peer_binary()
+    } else {
+        None
+    };
     let mut rows = vec![];
     let mut ratios = vec![];
     for &pl in &p.pipelines {
@@ -300,6 +307,8 @@ pub async fn redis(
         ratios,
         peer_note: match &peer {
             Some(b) => format!("peer: {b}, same parameters, same run"),
+            None if cluster => "no peer on a cluster: redis-benchmark's keys cannot be kept on one node's slots; lab's figures only".into(),
+            None if !p.peer => "peer skipped (--no-peer)".into(),
             None => "no redis-benchmark or valkey-benchmark installed; lab's figures only".into(),
         },
     })

@@ -2,7 +2,9 @@
 //! front ends over this crate, so a drill runs the same with or without a terminal.
 
 pub mod bench;
+pub mod drill;
 pub mod engine;
+pub mod fault;
 pub mod images;
 pub mod lifecycle;
 pub mod measure;

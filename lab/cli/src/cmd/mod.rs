@@ -1,6 +1,7 @@
 //! One function per subcommand; each prints plain lines (or JSON with --json).
 
 mod doctor;
+mod drill;
 mod lifecycle;
 
 use std::path::PathBuf;
@@ -37,6 +38,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logs(a) => lifecycle::logs(&ctx, a).await,
         Command::Down(a) => lifecycle::down(&ctx, a).await,
         Command::Doctor(a) => doctor::doctor(&ctx, a.json).await,
+        Command::Drill(a) => drill::drill(&ctx, a).await,
+        Command::Report(r) => drill::report(r),
+        Command::Fault(a) => drill::fault(&ctx, a).await,
+        Command::Heal(a) => drill::heal(&ctx, a).await,
         Command::Topologies => {
             for t in lab_core::topology::known(&ctx.project) {
                 let f = lab_core::topology::find(&t, &ctx.project)?;

@@ -39,6 +39,8 @@ pub enum LabError {
     State(#[from] StateError),
     #[error(transparent)]
     Images(#[from] images::ImageError),
+    #[error(transparent)]
+    Fault(#[from] crate::fault::FaultError),
     #[error("{0}")]
     Usage(String),
     #[error("node {node} did not become ready within {secs}s ({last}); see `lab logs {node}`")]
@@ -277,6 +279,25 @@ fn allocate_shift(
     ))
 }
 
+/// Heals faults a killed `lab` left applied (from the instance's fault journal).
+pub async fn heal_leftovers(
+    engine: &Engine,
+    state_root: &Path,
+    instance: &str,
+    progress: Progress<'_>,
+) -> Result<(), LabError> {
+    let journal = crate::fault::Journal::new(state_root, instance);
+    for a in crate::fault::heal_all(engine, &journal).await? {
+        progress(&format!(
+            "healed a fault left applied by an earlier run: {} ({}, since {})",
+            a.describe(),
+            a.origin,
+            a.since
+        ));
+    }
+    Ok(())
+}
+
 /// Brings a topology up (or resumes it) and checks its success criteria.
 pub async fn up(
     engine: &Engine,
@@ -285,6 +306,7 @@ pub async fn up(
 ) -> Result<(Instance, Criteria), LabError> {
     let (topo, dir, existing, password, chosen) = load_for_instance(engine, opts, progress).await?;
     let instance = dir.name.clone();
+    heal_leftovers(engine, &opts.state_root, &instance, progress).await?;
     let settings: BTreeMap<String, String> = topo
         .settings
         .iter()
@@ -826,6 +848,18 @@ pub async fn down(
             Err(e) => return Err(LabError::Usage(format!("a removal task failed: {e}"))),
         }
     }
+    // Process faults end with their containers: the journal has nothing left to heal.
+    let journal = crate::fault::Journal::new(state_root, instance);
+    if let Ok(left) = journal.list() {
+        for a in &left {
+            progress(&format!(
+                "fault {} ended with its container: {}",
+                a.id,
+                a.describe()
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(journal.path());
     for n in engine.list_networks(&filter).await? {
         engine.remove_network(&n).await?;
         progress(&format!("removed network {n}"));

@@ -28,8 +28,8 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    /// A fault took effect. `at` is when the engine confirmed it (the call returned), so the
-    /// fault is certainly in force from then on.
+    /// A fault took effect. `at` is when the engine reported it in force (its `die` or
+    /// `pause` event, between the call and its return), else when the call returned.
     Fault {
         id: u32,
         /// Human description, e.g. "kill redis-1".

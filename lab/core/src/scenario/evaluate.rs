@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::assertion::{Assertion, FaultFigure, Metric, Op, Threshold, Unit};
 use super::fmt;
 use crate::measure::{
-    Event, EventKind, FaultReport, Role, SentinelEvent, Unavailability, WindowEnd,
+    ContainerAction, Event, EventKind, FaultReport, Role, SentinelEvent, Unavailability, WindowEnd,
 };
 use crate::report::{AssertionResult, RunReport};
 
@@ -419,19 +419,30 @@ fn run_obs(metric: Metric, report: &RunReport) -> Obs {
 pub(crate) fn promotions(events: &[Event]) -> u64 {
     let mut by_role = 0u64;
     let mut roles: HashMap<&str, Role> = HashMap::new();
+    let mut restarted: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut switches = 0u64;
     let mut last_switch: HashMap<&str, &str> = HashMap::new();
     let mut promoted = 0u64;
     let mut last_promoted: HashMap<&str, &str> = HashMap::new();
     for e in events {
         match &e.kind {
+            // A node that restarts comes up in the role its config gives it (a master, for an
+            // old master) until Sentinel converts it: that is a reboot, not a promotion.
+            EventKind::Container {
+                node,
+                action: ContainerAction::Start,
+            } => {
+                restarted.insert(node.as_str());
+            }
             EventKind::RoleChange { node, from, to } => {
                 if *from == Role::Replica
                     && *to == Role::Master
                     && roles.get(node.as_str()) != Some(&Role::Master)
+                    && !restarted.contains(node.as_str())
                 {
                     by_role += 1;
                 }
+                restarted.remove(node.as_str());
                 roles.insert(node, *to);
             }
             EventKind::Sentinel { event, detail, .. } => {
@@ -677,5 +688,20 @@ mod tests {
             .collect();
         assert_eq!(promotions(&polled), 1);
         assert_eq!(promotions(&[]), 0);
+        // A killed replica that restarts as a master (its config's role) before Sentinel
+        // converts it back was rebooted, not promoted.
+        let reboot = vec![
+            ev(1, role("redis-1", Role::Master, Role::Replica)),
+            ev(
+                2,
+                EventKind::Container {
+                    node: "redis-1".into(),
+                    action: ContainerAction::Start,
+                },
+            ),
+            ev(3, role("redis-1", Role::Replica, Role::Master)),
+            ev(4, role("redis-1", Role::Master, Role::Replica)),
+        ];
+        assert_eq!(promotions(&reboot), 0);
     }
 }

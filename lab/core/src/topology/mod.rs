@@ -806,7 +806,14 @@ mod tests {
 
     #[test]
     fn absurd_durations_are_refused_not_panics() {
-        for s in ["inf", "NaN", "1e400", "-1", "99999999999999999999999s", "1e3s"] {
+        for s in [
+            "inf",
+            "NaN",
+            "1e400",
+            "-1",
+            "99999999999999999999999s",
+            "1e3s",
+        ] {
             assert_eq!(parse_duration(s), None, "{s}");
         }
         assert_eq!(parse_duration("18446744073709551615h"), None);

@@ -67,6 +67,7 @@ pub(super) async fn run_all(run: super::Run) -> Output {
             sent: sent.clone(),
             index: i,
             started,
+            deadline: None,
         };
         set.spawn(w.run());
     }
@@ -110,6 +111,8 @@ struct Worker {
     sent: Arc<AtomicU64>,
     index: u32,
     started: Instant,
+    /// Open loop: when the current request's time is up (planned send + op timeout).
+    deadline: Option<Instant>,
 }
 
 enum Fail {
@@ -211,7 +214,13 @@ impl Worker {
                 )
             };
             let at = planned.saturating_duration_since(self.t0);
+            // Open loop: a request already older than the op timeout when its turn comes is one
+            // the client has given up on. Sending it late would count it as a success at its
+            // planned time and hide the outage, and flood a thawed node with a backlog.
+            let overdue = period.is_some() && planned.elapsed() >= self.spec.op_timeout;
+            self.deadline = period.map(|_| planned + self.spec.op_timeout);
             let outcomes = match target {
+                _ if overdue => vec![(Outcome::Timeout, None); batch.len()],
                 None => {
                     self.routes.trouble.notify_one();
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -340,7 +349,10 @@ impl Worker {
         asking: bool,
     ) -> Result<Vec<Reply>, Fail> {
         let timeout = self.spec.op_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = match self.deadline {
+            Some(d) => d.into(),
+            None => tokio::time::Instant::now() + timeout,
+        };
         if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(target.port) {
             match tokio::time::timeout_at(
                 deadline,

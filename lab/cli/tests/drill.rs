@@ -1,0 +1,252 @@
+//! Issue 3 acceptance on a real engine: the shipped Sentinel drills run end to end and their
+//! figures are checked from the JSON report; the lost-writes checker is shown to find losses
+//! on a case built to lose writes (a pinned client writing to a paused master that is then
+//! demoted) and none on one that loses none (replica kill); a failing assertion exits
+//! non-zero and says by how much; a `lab` killed mid-drill leaves a fault that `lab heal`
+//! undoes. All drills of one engine run on one instance, one after the other, so that their
+//! timings are not distorted by each other on a 2-core host.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn report(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let p = dir.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("report json")
+}
+
+fn us(v: &serde_json::Value) -> Option<Duration> {
+    v.as_u64().map(Duration::from_micros)
+}
+
+fn drill(lab: &Lab, name: &str, file: &str, reports: &std::path::Path) -> std::process::Output {
+    lab.run(&[
+        "drill",
+        file,
+        "--name",
+        name,
+        "--port-base",
+        "24000",
+        "--report-dir",
+        reports.to_str().expect("utf8"),
+    ])
+}
+
+fn must_pass(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn sentinel_drills_measure_failover_and_lost_writes() {
+    for engine in engines() {
+        let lab = Lab::new(&engine);
+        let name = format!("t-drill-{}", engine.name);
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: name.clone(),
+        };
+        let reports = tempfile::tempdir().expect("reports");
+
+        // 1. Built to lose writes: a client pinned to redis-1 keeps writing while redis-1 is
+        //    paused, Sentinel promotes redis-2, redis-1 is thawed and acknowledges writes until
+        //    Sentinel turns it into a replica, which drops them in the resync. Fresh instance,
+        //    so redis-1 is g1's master.
+        let o = drill(
+            &lab,
+            &name,
+            "scenarios/redis-sentinel-master-pause.yaml",
+            reports.path(),
+        );
+        must_pass(&o, "master-pause drill");
+        let r = report(reports.path(), "redis-sentinel-master-pause");
+        let lost = &r["lost_writes"]["counts"];
+        assert!(
+            lost["acknowledged_missing"].as_u64().expect("count") > 0,
+            "the pinned writer's writes acknowledged by the demoted master must be found missing: {lost}"
+        );
+        assert!(
+            !r["lost_writes"]["acknowledged_missing"]
+                .as_array()
+                .expect("ranges")
+                .is_empty(),
+            "lost writes are listed by id range"
+        );
+        let f = &r["faults"][0];
+        assert_eq!(f["target"], "redis-1");
+        assert!(us(&f["metrics"]["promotion_us"]).is_some(), "{f}");
+        // The main (Sentinel-following) clients saw g1 unavailable while redis-1 was frozen.
+        assert_eq!(f["metrics"]["unavailability"]["kind"], "outage", "{f}");
+
+        // 2. Loses nothing: the replica of g1 (now redis-1) dies and comes back; no failover.
+        let o = drill(
+            &lab,
+            &name,
+            "scenarios/redis-sentinel-replica-kill.yaml",
+            reports.path(),
+        );
+        must_pass(&o, "replica-kill drill");
+        let r = report(reports.path(), "redis-sentinel-replica-kill");
+        let lost = &r["lost_writes"]["counts"];
+        assert!(
+            lost["acknowledged"].as_u64().expect("acked") > 1000,
+            "{lost}"
+        );
+        assert_eq!(lost["acknowledged_missing"], 0, "{lost}");
+
+        // 3. Master kill under load: unavailability between the detection time Sentinel is
+        //    configured with (down-after 3 s, drill profile) and detection + 7 s. The 7 s:
+        //    up to 1 s for the other Sentinels' PINGs to reach ODOWN, up to 1 s random start
+        //    delay, ~1 s vote, 1 s INFO period to see the promotion, 1.5 s for the client
+        //    (route refresh 0.5 s + op timeout 1 s), and 1.5 s for a loaded 2-core host.
+        let o = drill(
+            &lab,
+            &name,
+            "scenarios/redis-sentinel-master-kill.yaml",
+            reports.path(),
+        );
+        must_pass(&o, "master-kill drill");
+        let r = report(reports.path(), "redis-sentinel-master-kill");
+        let f = &r["faults"][0];
+        let m = &f["metrics"];
+        let w = &m["unavailability"];
+        assert_eq!(w["kind"], "outage", "{f}");
+        let (start, end) = (
+            us(&w["start_us"]).expect("start"),
+            us(&w["end_us"]).expect("the outage ended"),
+        );
+        let unavailable = end - start;
+        let resolution = us(&m["resolution_us"]).expect("resolution");
+        assert!(
+            unavailable + resolution >= Duration::from_millis(3000)
+                && unavailable <= Duration::from_millis(3000 + 7000),
+            "unavailability {unavailable:?} outside [3 s, 10 s]: {f}"
+        );
+        let detection = us(&m["detection_us"]).expect("detection");
+        assert!(detection >= Duration::from_millis(2900), "{detection:?}");
+        let timeline = r["timeline"].as_array().expect("timeline");
+        assert!(
+            timeline
+                .iter()
+                .any(|e| e["type"] == "sentinel" && e["event"] == "+switch-master"),
+            "promotion is on the timeline"
+        );
+        assert!(us(&m["promotion_us"]).is_some());
+        for ext in ["md", "svg", "junit.xml"] {
+            let p = reports
+                .path()
+                .join(format!("redis-sentinel-master-kill.{ext}"));
+            assert!(
+                std::fs::metadata(&p).expect("report file").len() > 100,
+                "{p:?}"
+            );
+        }
+
+        // 4. A failing assertion: exit 1, naming the assertion, the measure and the limit.
+        let o = drill(
+            &lab,
+            &name,
+            "lab/cli/tests/fixtures/impossible-throughput.yaml",
+            reports.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("throughput > 100000000") && err.contains("measured"),
+            "{err}"
+        );
+        let junit = std::fs::read_to_string(reports.path().join("impossible-throughput.junit.xml"))
+            .expect("junit");
+        assert!(junit.contains("failure"), "{junit}");
+
+        // 5. Kill `lab` while a pause is applied: the container stays frozen until `lab heal`.
+        let mut child = lab
+            .cmd(&[
+                "drill",
+                "lab/cli/tests/fixtures/pause-long.yaml",
+                "--name",
+                &name,
+                "--report-dir",
+                reports.path().to_str().expect("utf8"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn lab");
+        let stdout = child.stdout.take().expect("stdout");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut paused_node = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            if let Some(rest) = line.split("F1 pause ").nth(1) {
+                paused_node = Some(rest.trim().to_string());
+                break;
+            }
+            assert!(Instant::now() < deadline, "no pause within 120 s");
+        }
+        let node = paused_node.expect("the drill paused a node");
+        child.kill().expect("kill lab");
+        let _ = child.wait();
+        let container = format!("{name}-{node}");
+        let state = |c: &str| {
+            lab.engine_cli(&["inspect", "-f", "{{.State.Status}}", c])
+                .trim()
+                .to_string()
+        };
+        assert_eq!(state(&container), "paused", "lab was killed mid-fault");
+        let listed = lab.ok(&["heal", "redis-sentinel", "--name", &name, "--list"]);
+        assert!(listed.contains(&node), "{listed}");
+        lab.ok(&["heal", "redis-sentinel", "--name", &name]);
+        assert_eq!(state(&container), "running");
+        let listed = lab.ok(&["heal", "redis-sentinel", "--name", &name, "--list"]);
+        assert!(listed.contains("no fault in force"), "{listed}");
+    }
+}
+
+#[test]
+fn bad_drill_files_start_nothing() {
+    for engine in engines() {
+        let lab = Lab::new(&engine);
+        let name = format!("t-baddrill-{}", engine.name);
+        for (file, want) in [
+            (
+                "unknown-key.yaml",
+                "unknown-key.yaml:7:3: workload: unknown field `rat`",
+            ),
+            ("bad-duration.yaml", "bad-duration.yaml:9:12:"),
+            ("unknown-target-node.yaml", "has no node `redis-9`"),
+            (
+                "unknown-metric.yaml",
+                "unknown metric `failover.unavailability`",
+            ),
+        ] {
+            let path = format!("lab/core/tests/fixtures/scenarios/{file}");
+            let err = lab.fails(&["drill", &path, "--name", &name]);
+            assert!(err.contains(want), "{file}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+        }
+        assert!(
+            lab.leftovers(&name).is_empty(),
+            "{:?}",
+            lab.leftovers(&name)
+        );
+        assert!(!lab.state.path().join(&name).exists());
+        let out = lab.ok(&[
+            "drill",
+            "scenarios/redis-sentinel-master-kill.yaml",
+            "--check",
+        ]);
+        assert!(out.contains("ok"), "{out}");
+    }
+}

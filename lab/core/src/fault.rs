@@ -1,0 +1,288 @@
+//! Faults on containers and their journal. A fault is written to the instance's journal
+//! (`<state>/<instance>/faults.json`) *before* it is applied and removed only once it is
+//! healed, so a `lab` killed mid-drill leaves a record that `lab heal`, `lab up`, `lab down`
+//! and the next `lab drill` use to undo it.
+//!
+//! The process faults here (kill, stop, restart, pause) all heal the same way: the container
+//! is thawed if frozen and started if not running. That heal is idempotent, so healing a
+//! fault twice, or one the engine already undid, is harmless.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EngineError};
+
+/// What was done to a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    /// A signal to the main process (SIGKILL: a crash).
+    Kill { signal: String },
+    /// SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        #[serde(with = "crate::measure::serde_us", rename = "grace_us")]
+        grace: Duration,
+    },
+    /// Stop and start; undoes itself, journalled only while it runs.
+    Restart,
+    /// Cgroup freezer.
+    Pause,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Kill { .. } => "kill",
+            Kind::Stop { .. } => "stop",
+            Kind::Restart => "restart",
+            Kind::Pause => "pause",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Kill { signal } if signal == "SIGKILL" => f.write_str("kill"),
+            Kind::Kill { signal } => write!(f, "kill ({signal})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One fault in force (or being applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Unique within the instance's journal, e.g. `f3`.
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    /// Service name (`redis-1`).
+    pub node: String,
+    pub container: String,
+    /// Who applied it: a drill file, or `lab fault`.
+    pub origin: String,
+    /// Wall-clock time it was journalled (RFC 3339).
+    pub since: String,
+}
+
+impl Applied {
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.kind, self.node)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("fault journal {path}: {message}; fix or delete it, then run `lab heal`")]
+    Journal { path: String, message: String },
+    #[error("node {node} has no container (is the instance up?)")]
+    NoContainer { node: String },
+}
+
+/// The on-disk list of faults in force for one instance.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct JournalFile {
+    next: u64,
+    faults: Vec<Applied>,
+}
+
+impl Journal {
+    pub fn new(state_root: &Path, instance: &str) -> Self {
+        Journal {
+            path: state_root.join(instance).join("faults.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, message: impl Into<String>) -> FaultError {
+        FaultError::Journal {
+            path: self.path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn read(&self) -> Result<JournalFile, FaultError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(s) => serde_json::from_str(&s).map_err(|e| self.err(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JournalFile::default()),
+            Err(e) => Err(self.err(e.to_string())),
+        }
+    }
+
+    fn write(&self, j: &JournalFile) -> Result<(), FaultError> {
+        if j.faults.is_empty() && !self.path.exists() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.err(e.to_string()))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_string_pretty(j).map_err(|e| self.err(e.to_string()))?;
+        // Write, sync, rename: a crash leaves either the old or the new journal, never half.
+        let f = std::fs::File::create(&tmp).map_err(|e| self.err(e.to_string()))?;
+        std::io::Write::write_all(&mut &f, body.as_bytes()).map_err(|e| self.err(e.to_string()))?;
+        f.sync_all().map_err(|e| self.err(e.to_string()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e.to_string()))
+    }
+
+    /// Faults in force, oldest first.
+    pub fn list(&self) -> Result<Vec<Applied>, FaultError> {
+        Ok(self.read()?.faults)
+    }
+
+    /// Records a fault about to be applied and returns it with its id.
+    pub fn record(
+        &self,
+        kind: Kind,
+        node: &str,
+        container: &str,
+        origin: &str,
+    ) -> Result<Applied, FaultError> {
+        let mut j = self.read()?;
+        j.next += 1;
+        let a = Applied {
+            id: format!("f{}", j.next),
+            kind,
+            node: node.to_string(),
+            container: container.to_string(),
+            origin: origin.to_string(),
+            since: now_rfc3339(),
+        };
+        j.faults.push(a.clone());
+        self.write(&j)?;
+        Ok(a)
+    }
+
+    /// Forgets a healed fault.
+    pub fn forget(&self, id: &str) -> Result<(), FaultError> {
+        let mut j = self.read()?;
+        j.faults.retain(|f| f.id != id);
+        self.write(&j)
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Journals and applies a process fault. On failure to apply, the container is healed and the
+/// entry dropped, so nothing is left half-applied.
+pub async fn apply(
+    engine: &Engine,
+    journal: &Journal,
+    kind: Kind,
+    node: &str,
+    container: &str,
+    origin: &str,
+) -> Result<Applied, FaultError> {
+    if engine.inspect_container(container).await?.is_none() {
+        return Err(FaultError::NoContainer {
+            node: node.to_string(),
+        });
+    }
+    let a = journal.record(kind.clone(), node, container, origin)?;
+    let r = match &kind {
+        Kind::Kill { signal } => engine.kill_container(container, signal).await,
+        Kind::Stop { grace } => engine.stop_container(container, *grace).await,
+        Kind::Restart => engine
+            .restart_container(container, Duration::from_secs(10))
+            .await
+            .map(|_| ()),
+        Kind::Pause => engine.pause_container(container).await,
+    };
+    match r {
+        Ok(()) if matches!(kind, Kind::Restart) => {
+            journal.forget(&a.id)?;
+            Ok(a)
+        }
+        Ok(()) => Ok(a),
+        Err(e) => {
+            let _ = heal(engine, journal, &a).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Undoes a fault: thaws the container if frozen, starts it if not running, then drops the
+/// journal entry. A container that no longer exists has nothing left to heal.
+pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(), FaultError> {
+    if let Some(c) = engine.inspect_container(&a.container).await? {
+        let state = c.state.unwrap_or_default();
+        if state.paused == Some(true) {
+            engine.unpause_container(&a.container).await?;
+        }
+        if state.running != Some(true) {
+            engine.start_container(&a.container).await?;
+        }
+    }
+    journal.forget(&a.id)
+}
+
+/// Heals every journalled fault of the instance; returns what was healed.
+pub async fn heal_all(engine: &Engine, journal: &Journal) -> Result<Vec<Applied>, FaultError> {
+    let mut healed = vec![];
+    for a in journal.list()? {
+        heal(engine, journal, &a).await?;
+        healed.push(a);
+    }
+    Ok(healed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_records_and_forgets_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::new(dir.path(), "x");
+        assert!(j.list().expect("empty").is_empty());
+        assert!(!j.path().exists(), "reading creates nothing");
+        let a = j
+            .record(Kind::Pause, "redis-1", "x-redis-1", "test")
+            .expect("record");
+        let b = j
+            .record(
+                Kind::Kill {
+                    signal: "SIGKILL".into(),
+                },
+                "redis-2",
+                "x-redis-2",
+                "test",
+            )
+            .expect("record");
+        assert_ne!(a.id, b.id);
+        let l = j.list().expect("list");
+        assert_eq!(l, vec![a.clone(), b.clone()]);
+        j.forget(&a.id).expect("forget");
+        assert_eq!(j.list().expect("list"), vec![b.clone()]);
+        // Ids are never reused, even after the entry is gone.
+        let c = j
+            .record(Kind::Restart, "redis-3", "x-redis-3", "t")
+            .expect("r");
+        assert!(c.id != a.id && c.id != b.id);
+    }
+
+    #[test]
+    fn corrupt_journal_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::new(dir.path(), "x");
+        std::fs::create_dir_all(dir.path().join("x")).expect("mkdir");
+        std::fs::write(j.path(), "{not json").expect("write");
+        let e = j.list().expect_err("corrupt").to_string();
+        assert!(e.contains("faults.json") && e.contains("lab heal"), "{e}");
+    }
+}
