@@ -1,7 +1,5 @@
 //! `lab up`, `status`, `logs`, `down`.
 
-use std::time::Duration;
-
 use anyhow::{bail, Context, Result};
 use lab_core::lifecycle::{self, status::status as node_status, UpOptions};
 use lab_core::topology::Role;
@@ -235,6 +233,5 @@ pub async fn down(ctx: &Ctx, a: DownArgs) -> Result<u8> {
             " (volumes kept; --volumes drops them)"
         }
     );
-    let _ = Duration::ZERO;
     Ok(0)
 }

@@ -846,7 +846,8 @@ pub async fn run(
     events.sort_by_key(|e| e.at);
     let timeline = Timeline::from_events(events);
     let cfg = FailoverConfig {
-        event_resolution: observers_resolution(opts.observe),
+        // Roles and links are polled: events are no finer than the poll interval.
+        event_resolution: opts.observe.poll_interval,
         ..FailoverConfig::default()
     };
     let rollup = recorder.rollup(load_end);
@@ -912,10 +913,6 @@ pub async fn run(
     report.assertions = results;
     let files = write_reports(&report, &opts.report_dir, sc.name())?;
     Ok(Outcome { report, files })
-}
-
-fn observers_resolution(cfg: ObserveConfig) -> Duration {
-    cfg.poll_interval
 }
 
 /// Per-fault figures, each computed from the writes of the target's own group: writes to

@@ -5,12 +5,8 @@ use std::time::Duration;
 
 use crate::topology::Probe;
 
-/// Opens an authenticated connection to a Redis/Valkey/Sentinel port on 127.0.0.1.
-pub async fn redis_conn(
-    port: u16,
-    password: Option<&str>,
-    timeout: Duration,
-) -> Result<redis::aio::MultiplexedConnection, String> {
+/// A client for a Redis-protocol port on 127.0.0.1, authenticated with the instance password.
+pub fn client(port: u16, password: Option<&str>) -> Result<redis::Client, String> {
     let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
     if let Some(pw) = password {
         settings = settings.set_password(pw);
@@ -21,7 +17,16 @@ pub async fn redis_conn(
     ))
     .map_err(|e| e.to_string())?
     .set_redis_settings(settings);
-    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    redis::Client::open(info).map_err(|e| e.to_string())
+}
+
+/// Opens an authenticated connection to a Redis/Valkey/Sentinel port on 127.0.0.1.
+pub async fn redis_conn(
+    port: u16,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = client(port, password)?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));

@@ -390,21 +390,6 @@ async fn poll_node<S, F, Fut>(
     }
 }
 
-/// A client for a Redis-protocol port on 127.0.0.1, authenticated with the instance password.
-fn client(port: u16, password: Option<&str>) -> Result<redis::Client, String> {
-    let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
-    if let Some(pw) = password {
-        settings = settings.set_password(pw);
-    }
-    let info = redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Tcp(
-        "127.0.0.1".into(),
-        port,
-    ))
-    .map_err(|e| e.to_string())?
-    .set_redis_settings(settings);
-    redis::Client::open(info).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

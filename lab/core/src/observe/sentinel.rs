@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{client, sleep_or_stop, stopped, Backoff, Ctx, Ready};
+use super::{sleep_or_stop, stopped, Backoff, Ctx, Ready};
 use crate::measure::timeline::{EventKind, SentinelEvent};
 
 /// Channels that carry no state change.
@@ -113,7 +113,7 @@ pub(super) async fn run(
 }
 
 async fn subscribe(port: u16, password: Option<&str>) -> Result<redis::aio::PubSub, String> {
-    let c = client(port, password)?;
+    let c = crate::lifecycle::probe::client(port, password)?;
     let attempt = async {
         let mut p = c.get_async_pubsub().await.map_err(|e| e.to_string())?;
         p.psubscribe("*").await.map_err(|e| e.to_string())?;

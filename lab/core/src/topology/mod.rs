@@ -307,49 +307,16 @@ pub fn load_meta(path: &Path, env: &HashMap<String, String>) -> Result<XLab, Top
     Ok(parse_text(&file, &t)?.x_lab)
 }
 
-/// Parses a compose-style duration (`1m30s`, `500ms`, `10s`, or plain seconds).
+/// Parses a compose-style duration (`1m30s`, `500ms`, `10s`, or plain seconds). Durations
+/// with units are read by the same parser as drill files; never panics.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
     // Bare numbers are seconds. Only plain decimals: "inf", "nan" and exponents are not durations.
-    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         let n: f64 = s.parse().ok()?;
         return Duration::try_from_secs_f64(n).ok();
     }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        let secs = match unit.as_str() {
-            "us" | "µs" => n / 1e6,
-            "ms" => n / 1e3,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return None,
-        };
-        total = total.checked_add(Duration::try_from_secs_f64(secs).ok()?)?;
-        any = true;
-    }
-    (any && num.is_empty()).then_some(total)
+    crate::scenario::duration(s)
 }
 
 fn parse_port(s: &str) -> Result<(String, PortMap), String> {
