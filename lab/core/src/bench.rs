@@ -238,9 +238,7 @@ pub async fn redis(
             .iter()
             .position(|g| Some(g) == inst.topology.service(&node).and_then(|s| s.group.as_ref()))
             .unwrap_or(0);
-        KeyPlan {
-            groups: vec![plan.groups[shard].clone()],
-        }
+        plan.only(shard)
     } else {
         KeyPlan::plain(&routes.group_names)
     };

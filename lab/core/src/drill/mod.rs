@@ -598,6 +598,17 @@ pub async fn run(
         KeyPlan::plain(&routes.group_names)
     });
     let spec = spec_for(sc, &routes)?;
+    if sc.workload.track_writes {
+        seen.push(Event::new(
+            t0.elapsed(),
+            EventKind::Note {
+                text: format!(
+                    "tracked writes carry run tag {} in their keys (lab:w:<group>:{}:<id>)",
+                    keys.run, keys.run
+                ),
+            },
+        ));
+    }
 
     // Pinned clients: resolved once, now, and never told about failovers.
     let mut pinned = vec![];
@@ -630,15 +641,14 @@ pub async fn run(
         )
         .await
         .map_err(DrillError::Run)?;
-        let gk = keys
+        let gi = keys
             .groups
             .iter()
-            .find(|g| g.name == group)
-            .cloned()
+            .position(|g| g.name == group)
             .ok_or_else(|| {
                 DrillError::Run(format!("pinned client {}: {node} has no group", p.name))
             })?;
-        let pk = Arc::new(KeyPlan { groups: vec![gk] });
+        let pk = Arc::new(keys.only(gi));
         let pspec = workload::Spec {
             label: p.name.clone(),
             mode: workload::LoadMode::Open {

@@ -69,8 +69,15 @@ impl Default for Spec {
 }
 
 /// How keys are named per group, so that the read-back finds each write where it belongs.
+///
+/// Write keys carry a run tag as well as the write id: ids start again at 1 in every run,
+/// and without the tag a write lost in this run would be found under the key an earlier run
+/// wrote with the same id (that hid lost writes whenever a drill followed another drill on
+/// the same instance).
 #[derive(Debug, Clone)]
 pub struct KeyPlan {
+    /// Unique per run (random, 8 hex digits).
+    pub run: String,
     pub groups: Vec<GroupKeys>,
 }
 
@@ -85,6 +92,7 @@ impl KeyPlan {
     /// Sentinel (and pinned) groups: plain keys prefixed with the group's name.
     pub fn plain(names: &[String]) -> KeyPlan {
         KeyPlan {
+            run: fresh_run_tag(),
             groups: names
                 .iter()
                 .map(|n| GroupKeys {
@@ -113,6 +121,7 @@ impl KeyPlan {
             }
         }
         KeyPlan {
+            run: fresh_run_tag(),
             groups: routes
                 .group_names
                 .iter()
@@ -125,12 +134,23 @@ impl KeyPlan {
         }
     }
 
+    /// The same plan (same run tag) restricted to one group, for a client that writes to
+    /// one group only (a pinned client, a single-node bench).
+    pub fn only(&self, group: usize) -> KeyPlan {
+        KeyPlan {
+            run: self.run.clone(),
+            groups: self.groups.get(group).cloned().into_iter().collect(),
+        }
+    }
+
     pub fn write_key(&self, group: usize, id: u64) -> Vec<u8> {
         let g = &self.groups[group.min(self.groups.len().saturating_sub(1))];
+        let run = &self.run;
         if g.tags.is_empty() {
-            format!("lab:w:{}:{id}", g.name).into_bytes()
+            format!("lab:w:{}:{run}:{id}", g.name).into_bytes()
         } else {
-            format!("{{{}}}:w:{id}", g.tags[(id % g.tags.len() as u64) as usize]).into_bytes()
+            let tag = &g.tags[(id % g.tags.len() as u64) as usize];
+            format!("{{{tag}}}:w:{run}:{id}").into_bytes()
         }
     }
 
@@ -142,6 +162,10 @@ impl KeyPlan {
             format!("{{{}}}:k:{n}", g.tags[(n % g.tags.len() as u64) as usize]).into_bytes()
         }
     }
+}
+
+fn fresh_run_tag() -> String {
+    format!("{:08x}", rand::random::<u32>())
 }
 
 /// One write as the client saw it.
@@ -187,4 +211,39 @@ pub struct Run {
 /// Runs a workload to completion (duration, request count, or `stop`).
 pub async fn run(run: Run) -> Output {
     worker::run_all(run).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_keys_differ_between_runs_with_the_same_ids() {
+        let names = vec!["g1".to_string()];
+        let a = KeyPlan::plain(&names);
+        let b = KeyPlan::plain(&names);
+        assert_ne!(a.run, b.run);
+        assert_ne!(a.write_key(0, 7), b.write_key(0, 7));
+        // A pinned client's plan writes under its run's tag, into the same keys as the main
+        // plan would for that group.
+        assert_eq!(a.only(0).write_key(0, 7), a.write_key(0, 7));
+        let key = String::from_utf8(a.write_key(0, 7)).expect("utf8");
+        assert_eq!(key, format!("lab:w:g1:{}:7", a.run));
+    }
+
+    #[test]
+    fn cluster_write_keys_keep_their_hash_tag_first() {
+        let plan = KeyPlan {
+            run: "0badc0de".into(),
+            groups: vec![GroupKeys {
+                name: "g1".into(),
+                tags: vec!["t0".into(), "t5".into()],
+            }],
+        };
+        assert_eq!(plan.write_key(0, 3), b"{t5}:w:0badc0de:3".to_vec());
+        assert_eq!(
+            route::key_slot(&plan.write_key(0, 3)),
+            route::key_slot(b"t5")
+        );
+    }
 }
