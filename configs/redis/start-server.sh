@@ -16,8 +16,34 @@ set -- "$server" /etc/lab/redis.conf \
 if [ -n "${LAB_PASSWORD:-}" ]; then
   set -- "$@" --requirepass "$LAB_PASSWORD" --masterauth "$LAB_PASSWORD"
 fi
-if [ -n "${LAB_REPLICAOF:-}" ]; then
-  set -- "$@" --replicaof "$LAB_REPLICAOF" 6379
+# A node restarted after a failover must not come back in the role its compose entry gives
+# it: an old master restarting as master accepts writes until Sentinel converts it (a split
+# brain of seconds). So ask the Sentinels first who the master of our group is now; only when
+# none answers (first start: they are not up yet) use the configured role.
+replicaof="${LAB_REPLICAOF:-}"
+if [ -n "${LAB_SENTINELS:-}" ] && [ -n "${LAB_GROUP:-}" ]; then
+  cli=""
+  for c in valkey-cli redis-cli; do
+    if command -v "$c" >/dev/null 2>&1; then cli="$c"; break; fi
+  done
+  for s in $LAB_SENTINELS; do
+    [ -n "$cli" ] || break
+    answer=$(REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$s" -p 26379 \
+      sentinel get-master-addr-by-name "$LAB_GROUP" 2>/dev/null | head -n 1) || answer=""
+    [ -n "$answer" ] || continue
+    self=no
+    [ "$answer" = "$(hostname)" ] && self=yes
+    ip=$(getent hosts "$answer" 2>/dev/null | awk '{print $1; exit}') || ip=""
+    for mine in $(hostname -i 2>/dev/null); do
+      [ "$mine" = "$answer" ] || [ "$mine" = "$ip" ] && self=yes
+    done
+    if [ "$self" = yes ]; then replicaof=""; else replicaof="$answer"; fi
+    echo "start-server: Sentinel $s says the master of $LAB_GROUP is $answer" >&2
+    break
+  done
+fi
+if [ -n "$replicaof" ]; then
+  set -- "$@" --replicaof "$replicaof" 6379
 fi
 if [ "${LAB_CLUSTER:-no}" = "yes" ]; then
   set -- "$@" --cluster-enabled yes --cluster-config-file /data/nodes.conf \
