@@ -268,6 +268,25 @@ async fn cluster(inst: &Instance, port: u16, c: &mut Criteria) {
             }
         };
         c.push(format!("{name}: cluster ok, 16384 slots"), ok, detail);
+        // A replica counts only once its first sync is done: `CLUSTER NODES` says
+        // "connected" as soon as the bus link is up, long before the data is there.
+        if let Ok(mut conn) = redis_conn(*hp, pw, T).await {
+            if let Ok(t) = cmd::<String>(&mut conn, redis::cmd("INFO").arg("replication"), T).await
+            {
+                let i = parse_info(&t);
+                if i.get("role").map(|r| r.trim()) == Some("slave") {
+                    let link = i
+                        .get("master_link_status")
+                        .map(|l| l.trim().to_string())
+                        .unwrap_or_default();
+                    c.push(
+                        format!("{name}: replica link up"),
+                        link == "up",
+                        format!("master_link_status:{link}"),
+                    );
+                }
+            }
+        }
     }
     let text = nodes_text.unwrap_or_default();
     let (ok, detail) = masters_have_replicas(&text);

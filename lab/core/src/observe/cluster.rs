@@ -1,11 +1,14 @@
 //! Cluster poller: `CLUSTER NODES` and `CLUSTER INFO` on every cluster node each poll
 //! interval, reporting failure flags as each node sees them (PFAIL is one node's suspicion,
-//! FAIL the agreed verdict), the node's own role, and its `cluster_state`.
+//! FAIL the agreed verdict), the node's own role, its `cluster_state`, and (from `INFO
+//! replication`) whether a replica's link to its master is up, so that recovery to full
+//! redundancy can be measured on the cluster as on Sentinel groups.
 
 use std::collections::HashMap;
 
 use tokio::sync::watch;
 
+use super::replication::ReplSample;
 use super::{poll_node, Ctx, Names, Ready};
 use crate::lifecycle::verify::parse_info;
 use crate::measure::timeline::{ClusterHealth, EventKind, FailFlag, Role};
@@ -27,14 +30,18 @@ pub(super) async fn run(
         stop,
         ready,
         |mut c| async move {
-            let (nodes, info): (String, String) = redis::pipe()
+            let (nodes, info, repl): (String, String, String) = redis::pipe()
                 .cmd("CLUSTER")
                 .arg("NODES")
                 .cmd("CLUSTER")
                 .arg("INFO")
+                .cmd("INFO")
+                .arg("replication")
                 .query_async(&mut c)
                 .await?;
-            Ok(ClusterSample::parse(&nodes, &info))
+            let mut sample = ClusterSample::parse(&nodes, &info);
+            sample.link_up = ReplSample::from_info(&parse_info(&repl)).link_up;
+            Ok(sample)
         },
         move |sample| tracker.apply(&reporter, &sample, |h| names.service_of(h)),
     )
@@ -124,6 +131,8 @@ impl NodeLine {
 pub(crate) struct ClusterSample {
     pub nodes: Vec<NodeLine>,
     pub state: Option<ClusterHealth>,
+    /// The reporter's own `master_link_status` when it is a replica.
+    pub link_up: Option<bool>,
 }
 
 impl ClusterSample {
@@ -136,6 +145,7 @@ impl ClusterSample {
         ClusterSample {
             nodes: nodes.lines().filter_map(NodeLine::parse).collect(),
             state,
+            link_up: None,
         }
     }
 }
@@ -146,6 +156,7 @@ pub(crate) struct ClusterTracker {
     seen: bool,
     role: Option<Role>,
     state: Option<ClusterHealth>,
+    link_up: Option<bool>,
     /// Failure flag per node id, as this reporter last saw it.
     flags: HashMap<String, Option<FailFlag>>,
 }
@@ -198,6 +209,18 @@ impl ClusterTracker {
             }
             self.state = Some(state);
         }
+
+        // As for Sentinel groups: a link that appears (master turned replica) or flips is
+        // news; one that disappears (replica promoted) is said by the role change.
+        if let Some(up) = s.link_up {
+            if !baseline && self.link_up != Some(up) {
+                out.push(EventKind::ReplicaLink {
+                    node: reporter.to_string(),
+                    up,
+                });
+            }
+        }
+        self.link_up = s.link_up;
         out
     }
 }
@@ -286,6 +309,32 @@ mod tests {
         assert_eq!(line("10.9.9.9:6379@16379,node-9").name(&resolve), "node-9");
         assert_eq!(line("10.9.9.9:6379@16379").name(&resolve), "10.9.9.9:6379");
         assert_eq!(line(":0@0").name(&resolve), ID1);
+    }
+
+    #[test]
+    fn a_replica_link_that_drops_and_returns_is_reported_by_its_own_node() {
+        let with_link = |up: Option<bool>| {
+            let mut s = sample("master", "myself,slave", "ok");
+            s.link_up = up;
+            s
+        };
+        let link = |up| EventKind::ReplicaLink {
+            node: "node-4".into(),
+            up,
+        };
+        let mut t = ClusterTracker::default();
+        assert!(apply(&mut t, "node-4", &with_link(Some(true))).is_empty());
+        assert_eq!(
+            apply(&mut t, "node-4", &with_link(Some(false))),
+            [link(false)]
+        );
+        assert!(apply(&mut t, "node-4", &with_link(Some(false))).is_empty());
+        assert_eq!(
+            apply(&mut t, "node-4", &with_link(Some(true))),
+            [link(true)]
+        );
+        // Promoted: the link disappears silently (the role change says it).
+        assert!(apply(&mut t, "node-4", &with_link(None)).is_empty());
     }
 
     #[test]
