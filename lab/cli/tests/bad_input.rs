@@ -149,3 +149,53 @@ fn host_port_taken_is_refused_and_nothing_is_left() {
             .exists());
     }
 }
+
+#[test]
+fn down_names_a_foreign_container_on_the_network_and_leaves_it_alone() {
+    for engine in engines() {
+        let lab = Lab::new(&engine);
+        let name = format!("t-foreign-{}", engine.name);
+        let _down = Down {
+            lab: &lab,
+            topology: fixture("single.yaml"),
+            name: name.clone(),
+        };
+        lab.ok(&[
+            "up",
+            &fixture("single.yaml"),
+            "--name",
+            &name,
+            "--port-base",
+            "28100",
+            "--images",
+            "offline",
+        ]);
+        // Someone attaches a container of their own to the instance's network.
+        let intruder = format!("{name}-intruder");
+        let network = format!("{name}_lab");
+        lab.engine_cli(&[
+            "run",
+            "-d",
+            "--name",
+            &intruder,
+            "--network",
+            &network,
+            "--entrypoint",
+            "sleep",
+            "localhost/lab/valkey:8.1",
+            "120",
+        ]);
+        let e = lab.fails(&["down", &fixture("single.yaml"), "--name", &name]);
+        let _ = lab.engine_cli(&["rm", "-f", &intruder]);
+        one_sentence(&e);
+        assert!(e.contains(&network) && e.contains(&intruder), "{e}");
+        // Lab's own container went; the intruder was not lab's to remove.
+        assert_eq!(lab.leftovers(&name), vec![format!("network {network}")]);
+        lab.ok(&["down", &fixture("single.yaml"), "--name", &name]);
+        assert!(
+            lab.leftovers(&name).is_empty(),
+            "{:?}",
+            lab.leftovers(&name)
+        );
+    }
+}

@@ -46,6 +46,10 @@ pub enum EngineError {
     PortTaken { container: String, port: String },
     #[error("image {image} is not present on this engine and no registry can be reached; run `lab images build` or use --images offline")]
     ImageMissing { image: String },
+    #[error("network {network} is still used by {users}, which lab did not create for this instance; remove or disconnect it, then run `lab down` again")]
+    NetworkInUse { network: String, users: String },
+    #[error("network {network} still has an endpoint although no container is attached (a known Docker bug, moby/moby#42119); the rest of the instance is removed, and restarting the Docker daemon clears the network")]
+    StaleEndpoint { network: String },
     #[error("command `{cmd}` in container {container} exited with {code}: {output}")]
     ExecFailed {
         container: String,
@@ -272,11 +276,46 @@ impl Engine {
             .map_err(|e| EngineError::call("create volume", name, e))
     }
 
+    /// Removes a network. An endpoint can outlive its container for a moment after the
+    /// container is removed (longer on a loaded host), so "has active endpoints" is retried
+    /// for a few seconds; then it says who still uses the network, or that nobody does.
     pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(EngineError::call("remove network", name, e)),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => e,
+            };
+            // Docker: "has active endpoints"; Podman: "network is being used".
+            let text = e.to_string();
+            if !(text.contains("active endpoints") || text.contains("network is being used")) {
+                return Err(EngineError::call("remove network", name, e));
+            }
+            if attempts < 8 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+            let users: Vec<String> = match self.docker.inspect_network(name, None).await {
+                Ok(n) => n
+                    .containers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(id, c)| c.name.unwrap_or(id))
+                    .collect(),
+                Err(_) => vec![],
+            };
+            return Err(if users.is_empty() {
+                EngineError::StaleEndpoint {
+                    network: name.to_string(),
+                }
+            } else {
+                EngineError::NetworkInUse {
+                    network: name.to_string(),
+                    users: users.join(", "),
+                }
+            });
         }
     }
 
