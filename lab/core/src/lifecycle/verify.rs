@@ -96,6 +96,7 @@ async fn sentinel(inst: &Instance, map: &AddrMap, port: u16, quorum: u8, c: &mut
     let sentinels = super::role_ports(inst, Role::Sentinel, port);
     for group in inst.topology.groups() {
         let mut answers: Vec<(String, String)> = vec![];
+        let mut knows_no_replica: Vec<String> = vec![];
         let mut reachable = 0;
         for (name, hp) in &sentinels {
             let Ok(mut conn) = redis_conn(*hp, pw, T).await else {
@@ -113,7 +114,41 @@ async fn sentinel(inst: &Instance, map: &AddrMap, port: u16, quorum: u8, c: &mut
             if let Ok(Some((h, p))) = r {
                 answers.push((name.clone(), format!("{h}:{p}")));
             }
+            // A Sentinel learns a master's replicas from its INFO, every 10 s: until then a
+            // failover aborts with -failover-abort-no-good-slave, so a drill must not start.
+            let replicas: Result<Vec<HashMap<String, String>>, String> = cmd(
+                &mut conn,
+                redis::cmd("SENTINEL").arg("replicas").arg(&group),
+                T,
+            )
+            .await;
+            let good = replicas
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| {
+                            r.get("flags").is_some_and(|f| {
+                                !f.contains("s_down") && !f.contains("disconnected")
+                            })
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            if good == 0 {
+                knows_no_replica.push(name.clone());
+            }
         }
+        c.push(
+            format!("{group}: every sentinel knows a healthy replica"),
+            knows_no_replica.is_empty() && reachable == sentinels.len(),
+            if knows_no_replica.is_empty() {
+                format!("{reachable} of {} sentinels", sentinels.len())
+            } else {
+                format!(
+                    "no healthy replica known to {}",
+                    knows_no_replica.join(", ")
+                )
+            },
+        );
         let agreed = answers.first().map(|a| a.1.clone());
         let all_agree = answers.len() == sentinels.len()
             && answers.iter().all(|a| Some(&a.1) == agreed.as_ref());
