@@ -25,6 +25,26 @@ fn container_id(lab: &Lab, container: &str) -> String {
         .to_string()
 }
 
+/// `INFO replication` of a node that may be down or frozen: one short attempt.
+fn try_info(port: u16, pw: &str) -> Option<HashMap<String, String>> {
+    let c = redis::Client::open(format!("redis://:{pw}@127.0.0.1:{port}/")).ok()?;
+    let mut conn = c
+        .get_connection_with_timeout(std::time::Duration::from_millis(500))
+        .ok()?;
+    conn.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .ok()?;
+    let text: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
 #[test]
 fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
     for engine in engines() {
@@ -103,6 +123,16 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
                     .query(&mut sc)
                     .expect("ckquorum");
                 assert!(ck.starts_with("OK"), "{ck}");
+                // The Sentinel already knows the replica (it learns it from the master's INFO
+                // every 10 s): without it a failover right after `up` aborts with no good
+                // slave.
+                let replicas: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                    .arg("replicas")
+                    .arg(g)
+                    .query(&mut sc)
+                    .expect("replicas");
+                assert_eq!(replicas.len(), 1, "{s} on {g}: {replicas:?}");
+                assert!(!replicas[0]["flags"].contains("s_down"), "{replicas:?}");
             }
         }
         // Timers of the drill profile reached the Sentinels.
@@ -145,6 +175,50 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
         lab.engine_cli(&["stop", "-t", "1", &format!("{name}-redis-6")]);
         let resumed = lab.ok(&["up", "redis-sentinel", "--name", &name]);
         assert!(resumed.contains("started redis-6"), "{resumed}");
+
+        // A master killed right after `up` fails over, and comes back as a replica of the
+        // new master at once (it asks the Sentinels), never as a second master.
+        lab.ok(&[
+            "fault",
+            "kill",
+            "master-of:g1",
+            "-t",
+            "redis-sentinel",
+            "--name",
+            &name,
+        ]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let role = try_info(node_port(&st, "redis-2", 6379), &pw).map(|i| i["role"].clone());
+            if role.as_deref() == Some("master") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-2 not promoted 30 s after redis-1 was killed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        lab.ok(&["heal", "redis-sentinel", "--name", &name]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut roles = vec![];
+        loop {
+            if let Some(i) = try_info(node_port(&st, "redis-1", 6379), &pw) {
+                roles.push(i["role"].clone());
+                if i.get("master_link_status").map(String::as_str) == Some("up") {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-1 not back as a synced replica: {roles:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            roles.iter().all(|r| r == "slave"),
+            "redis-1 roles: {roles:?}"
+        );
 
         // `down` after a node was removed by hand, then `down` again: both succeed.
         lab.engine_cli(&["rm", "-f", &format!("{name}-redis-6")]);
