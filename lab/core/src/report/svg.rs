@@ -384,6 +384,17 @@ fn text(o: &mut String, x: f64, y: f64, size: f64, fill: &str, extra: &str, s: &
     );
 }
 
+/// `s` cut to at most `max` characters, with an ellipsis when cut (a long drill description
+/// would otherwise run off the right edge; the full text is in the SVG's <title>).
+fn fit(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Text that stays readable when a marker line runs behind it.
 const HALO: &str =
     r##"stroke="#ffffff" stroke-width="3" stroke-linejoin="round" paint-order="stroke""##;
@@ -462,7 +473,10 @@ pub fn render(r: &RunReport) -> String {
         16.0,
         "#111",
         r#"font-weight="bold""#,
-        &r.meta.title,
+        &fit(
+            &r.meta.title,
+            ((W - ML - MR) / (CHAR_W * 16.0 / 11.5 * 1.08)) as usize,
+        ),
     );
     let mut sub = format!(
         "{} on {} · started {} · {} buckets",
@@ -820,6 +834,27 @@ mod tests {
         assert!(!svg.contains(">die redis-1<"));
         // Nothing unescaped slipped in.
         assert!(!svg.contains("<&"));
+    }
+
+    #[test]
+    fn a_long_title_is_cut_to_the_chart_width_and_kept_whole_in_the_tooltip() {
+        let mut r = testdata::report();
+        r.meta.title = "word ".repeat(60).trim_end().to_string();
+        let svg = r.to_svg();
+        let shown = svg
+            .lines()
+            .find(|l| l.contains(r#"font-weight="bold""#) && l.contains("word"))
+            .expect("title line");
+        let text = shown
+            .split('>')
+            .nth(1)
+            .expect("text")
+            .trim_end_matches("</text");
+        assert!(text.ends_with('…'), "{text}");
+        // 16 px bold is at most ~9.6 px per character: the cut text fits W - ML - MR.
+        assert!(text.chars().count() as f64 * 9.6 <= W - ML - MR, "{text}");
+        assert!(svg.contains(&format!("<title>{}</title>", r.meta.title)));
+        assert_eq!(fit("short", 10), "short");
     }
 
     #[test]
