@@ -3,12 +3,12 @@
 //! without awaiting) and the id counter (one atomic add per write).
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::resp::{Reply, RespConn};
+use super::resp::{Answer, RespConn};
 use super::route::{key_slot, Discovery, NodeAddr, Routes};
 use super::{IdSource, KeyPlan, LoadMode, Output, Spec, WriteOp};
 use crate::measure::{Outcome, Recorder};
@@ -36,8 +36,26 @@ struct Op {
     write: bool,
     id: u64,
     group: u16,
-    key: Vec<u8>,
+    /// Where its key sits in `Batch::keys`.
+    key: Range<usize>,
 }
+
+/// One pipelined batch, reused from batch to batch so that building one allocates nothing:
+/// the operations, their keys back to back in one buffer, and the value every SET writes.
+struct Batch {
+    ops: Vec<Op>,
+    keys: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Batch {
+    fn key(&self, op: &Op) -> &[u8] {
+        &self.keys[op.key.clone()]
+    }
+}
+
+/// Each operation's outcome and the node that answered it.
+type Results = Vec<(Outcome, Option<NodeAddr>)>;
 
 pub(super) async fn run_all(run: super::Run) -> Output {
     let super::Run {
@@ -128,7 +146,6 @@ impl Worker {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15
             ^ ((self.index as u64 + 1) << 17)
             ^ self.t0.elapsed().as_nanos() as u64);
-        let value = vec![b'x'; self.spec.value_size.max(1)];
         let pipeline = self.spec.pipeline.max(1);
         let ngroups = self.keys.groups.len().max(1);
         let allowed: Vec<usize> = if self.spec.groups.is_empty() {
@@ -148,7 +165,13 @@ impl Worker {
         let mut k: u64 = 0;
         let mut last_flush = Instant::now();
         let mut done = 0u64;
-        let mut batch: Vec<Op> = Vec::with_capacity(pipeline as usize);
+        let mut batch = Batch {
+            ops: Vec::with_capacity(pipeline as usize),
+            keys: Vec::with_capacity(pipeline as usize * 32),
+            value: vec![b'x'; self.spec.value_size.max(1)],
+        };
+        let mut answers: Vec<Answer> = Vec::with_capacity(pipeline as usize);
+        let mut results: Results = Vec::with_capacity(pipeline as usize);
         loop {
             if *self.stop.borrow() {
                 break;
@@ -180,30 +203,30 @@ impl Worker {
             };
             // Build the batch: one group per batch so it goes to one node.
             let g = allowed[(rng.next() % allowed.len() as u64) as usize];
-            batch.clear();
+            batch.ops.clear();
+            batch.keys.clear();
             for _ in 0..pipeline {
                 let write = rng.unit() >= self.spec.read_ratio;
-                let (id, key) = if write && self.spec.track_writes {
+                let from = batch.keys.len();
+                let id = if write && self.spec.track_writes {
                     let id = self.ids.0.fetch_add(1, Ordering::Relaxed) + 1;
-                    (id, self.keys.write_key(g, id))
+                    self.keys.push_write_key(g, id, &mut batch.keys);
+                    id
                 } else {
+                    // Untracked writes share the read keyspace, like redis-benchmark's SET.
                     let n = rng.next() % self.spec.keyspace.max(1);
-                    let mut key = self.keys.read_key(g, n);
-                    if write {
-                        // Untracked writes share the read keyspace, like redis-benchmark's SET.
-                        key.truncate(key.len());
-                    }
-                    (0, key)
+                    self.keys.push_read_key(g, n, &mut batch.keys);
+                    0
                 };
-                batch.push(Op {
+                batch.ops.push(Op {
                     write,
                     id,
                     group: g as u16,
-                    key,
+                    key: from..batch.keys.len(),
                 });
             }
             let target = if cluster {
-                self.routes.slot_owner(key_slot(&batch[0].key))
+                self.routes.slot_owner(key_slot(batch.key(&batch.ops[0])))
             } else {
                 self.routes.master_of(
                     if matches!(self.routes.discovery, Discovery::Pinned { .. }) {
@@ -219,17 +242,21 @@ impl Worker {
             // planned time and hide the outage, and flood a thawed node with a backlog.
             let overdue = period.is_some() && planned.elapsed() >= self.spec.op_timeout;
             self.deadline = period.map(|_| planned + self.spec.op_timeout);
-            let outcomes = match target {
-                _ if overdue => vec![(Outcome::Timeout, None); batch.len()],
+            results.clear();
+            match target {
+                _ if overdue => results.resize(batch.ops.len(), (Outcome::Timeout, None)),
                 None => {
                     self.routes.trouble.notify_one();
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    vec![(Outcome::Error, None); batch.len()]
+                    results.resize(batch.ops.len(), (Outcome::Error, None));
                 }
-                Some(t) => self.send(&mut conns, &t, &batch, &value).await,
-            };
+                Some(t) => {
+                    self.send(&mut conns, &t, &batch, &mut answers, &mut results)
+                        .await
+                }
+            }
             let latency = planned.elapsed();
-            for (op, (outcome, node)) in batch.iter().zip(outcomes) {
+            for (op, (outcome, node)) in batch.ops.iter().zip(results.drain(..)) {
                 let node_name = node.as_ref().map(|n: &NodeAddr| &*n.node);
                 rec.record(at, latency, outcome, node_name, op.write);
                 if op.write && self.spec.track_writes {
@@ -241,7 +268,7 @@ impl Worker {
                     });
                 }
             }
-            done += batch.len() as u64;
+            done += batch.ops.len() as u64;
             if let Some(tx) = &self.live {
                 if last_flush.elapsed() >= FLUSH_EVERY {
                     last_flush = Instant::now();
@@ -255,17 +282,20 @@ impl Worker {
         (rec, log, done)
     }
 
-    /// Sends a batch to `target` and returns each op's outcome and the node that answered.
-    /// Follows MOVED (up to twice) and ASK for single operations.
+    /// Sends a batch to `target` and appends each op's outcome and the node that answered
+    /// to `out`. Follows MOVED (up to twice) and ASK for single operations.
     async fn send(
         &mut self,
         conns: &mut HashMap<u16, RespConn>,
         target: &NodeAddr,
-        batch: &[Op],
-        value: &[u8],
-    ) -> Vec<(Outcome, Option<NodeAddr>)> {
-        let mut out = Vec::with_capacity(batch.len());
-        match self.roundtrip(conns, target, batch, value, false).await {
+        batch: &Batch,
+        answers: &mut Vec<Answer>,
+        out: &mut Results,
+    ) {
+        match self
+            .roundtrip(conns, target, batch, None, false, answers)
+            .await
+        {
             Err(fail) => {
                 let o = match fail {
                     Fail::Timeout => Outcome::Timeout,
@@ -276,37 +306,44 @@ impl Worker {
                     // Do not spin on a dead node: a real client backs off too.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                out.resize(batch.len(), (o, Some(target.clone())));
+                out.resize(batch.ops.len(), (o, Some(target.clone())));
             }
-            Ok(replies) => {
-                for (op, r) in batch.iter().zip(replies) {
-                    out.push(self.judge(conns, target, op, r, value).await);
+            Ok(()) => {
+                // Taken out so a redirect can reuse the scratch vector.
+                let got = std::mem::take(answers);
+                for (i, a) in got.iter().enumerate() {
+                    match a {
+                        Answer::Fine => out.push((Outcome::Ok, Some(target.clone()))),
+                        Answer::Error(e) => {
+                            let r = self.judge(conns, target, batch, i, e, answers).await;
+                            out.push(r);
+                        }
+                    }
                 }
+                *answers = got;
             }
         }
-        out
     }
 
+    /// An error reply to op `i`: follows MOVED/ASK (twice at most), else counts the error.
     async fn judge(
         &mut self,
         conns: &mut HashMap<u16, RespConn>,
         target: &NodeAddr,
-        op: &Op,
-        r: Reply,
-        value: &[u8],
+        batch: &Batch,
+        i: usize,
+        first: &str,
+        answers: &mut Vec<Answer>,
     ) -> (Outcome, Option<NodeAddr>) {
-        let mut reply = r;
+        let mut err = first.to_string();
         let mut node = target.clone();
         for _ in 0..2 {
-            let Reply::Error(e) = &reply else {
-                return (Outcome::Ok, Some(node));
-            };
-            let (moved, ask) = (e.starts_with("MOVED "), e.starts_with("ASK "));
+            let (moved, ask) = (err.starts_with("MOVED "), err.starts_with("ASK "));
             if !(moved || ask) {
                 self.routes.trouble.notify_one();
                 return (Outcome::Error, Some(node));
             }
-            let mut parts = e.split_whitespace().skip(1);
+            let mut parts = err.split_whitespace().skip(1);
             let slot: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
             let addr = parts.next().unwrap_or("");
             let (h, p) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
@@ -322,32 +359,32 @@ impl Worker {
             };
             node = next;
             match self
-                .roundtrip(conns, &node, std::slice::from_ref(op), value, ask)
+                .roundtrip(conns, &node, batch, Some(i), ask, answers)
                 .await
             {
-                Ok(mut v) if !v.is_empty() => reply = v.remove(0),
-                Ok(_) | Err(Fail::Io) => return (Outcome::Error, Some(node)),
+                Ok(()) => match answers.pop() {
+                    Some(Answer::Fine) => return (Outcome::Ok, Some(node)),
+                    Some(Answer::Error(e)) => err = e,
+                    None => return (Outcome::Error, Some(node)),
+                },
+                Err(Fail::Io) => return (Outcome::Error, Some(node)),
                 Err(Fail::Timeout) => return (Outcome::Timeout, Some(node)),
             }
         }
-        (
-            if reply.is_error() {
-                Outcome::Error
-            } else {
-                Outcome::Ok
-            },
-            Some(node),
-        )
+        (Outcome::Error, Some(node))
     }
 
+    /// Sends the whole batch (or only op `only`, for a redirect) and reads one answer per op
+    /// into `answers`.
     async fn roundtrip(
         &mut self,
         conns: &mut HashMap<u16, RespConn>,
         target: &NodeAddr,
-        batch: &[Op],
-        value: &[u8],
+        batch: &Batch,
+        only: Option<usize>,
         asking: bool,
-    ) -> Result<Vec<Reply>, Fail> {
+        answers: &mut Vec<Answer>,
+    ) -> Result<(), Fail> {
         let timeout = self.spec.op_timeout;
         let deadline = match self.deadline {
             Some(d) => d.into(),
@@ -373,32 +410,31 @@ impl Worker {
         let Some(c) = conns.get_mut(&target.port) else {
             return Err(Fail::Io);
         };
-        let mut expected = batch.len();
+        let ops = match only {
+            Some(i) => &batch.ops[i..=i],
+            None => &batch.ops[..],
+        };
         if asking {
             c.queue(&[b"ASKING"]);
-            expected += 1;
         }
-        for op in batch {
+        for op in ops {
             if op.write {
-                c.queue(&[b"SET", &op.key, value]);
+                c.queue(&[b"SET", batch.key(op), &batch.value]);
             } else {
-                c.queue(&[b"GET", &op.key]);
+                c.queue(&[b"GET", batch.key(op)]);
             }
         }
+        let expected = ops.len() + usize::from(asking);
         let io = async {
             c.flush().await?;
-            let mut v = Vec::with_capacity(expected);
-            for _ in 0..expected {
-                v.push(c.read_reply().await?);
-            }
-            Ok::<_, std::io::Error>(v)
+            c.read_answers(expected, answers).await
         };
         match tokio::time::timeout_at(deadline, io).await {
-            Ok(Ok(mut v)) => {
+            Ok(Ok(())) => {
                 if asking {
-                    v.remove(0);
+                    answers.remove(0);
                 }
-                Ok(v)
+                Ok(())
             }
             Ok(Err(_)) => {
                 // The stream is out of step after an error: never reuse it.
@@ -411,10 +447,4 @@ impl Worker {
             }
         }
     }
-}
-
-#[allow(dead_code)]
-fn fmt_key(buf: &mut Vec<u8>, prefix: &str, n: u64) {
-    buf.clear();
-    let _ = write!(buf, "{prefix}{n}");
 }
