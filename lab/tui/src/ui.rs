@@ -123,15 +123,18 @@ fn draw_header(f: &mut Frame, area: Rect, snap: &Snapshot) {
 }
 
 fn role_label(n: &NodeView) -> &'static str {
-    match (n.kind, n.role) {
+    // A stopped server has no role; the last one it reported would mislead.
+    let role = match n.state {
+        NodeState::Down | NodeState::Missing => None,
+        _ => n.role,
+    };
+    match (n.kind, role) {
         (NodeKind::Sentinel, _) => "sentinel",
         (NodeKind::Exporter, _) => "exporter",
         (NodeKind::Service, _) => "service",
         (_, Some(Role::Master)) => "master",
         (_, Some(Role::Replica)) => "replica",
-        (NodeKind::Master, _) => "master?",
-        (NodeKind::Replica, _) => "replica?",
-        (NodeKind::ClusterNode, _) => "node?",
+        (NodeKind::Master | NodeKind::Replica | NodeKind::ClusterNode, _) => "-",
     }
 }
 

@@ -345,6 +345,9 @@ struct Series {
     sums: Vec<BucketSummary>,
 }
 
+/// How long a message stays in the snapshots.
+const MESSAGE_FOR: Duration = Duration::from_secs(10);
+
 /// Buckets recomputed on every refresh: 2 s of 100 ms buckets, more than an op timeout (1 s)
 /// plus the workers' flush period (200 ms).
 const RECOMPUTE: usize = 20;
@@ -709,6 +712,7 @@ impl Core {
                             Kind::Pause => ContainerAction::Pause,
                             _ => ContainerAction::Die,
                         };
+                        let text = format!("F{id} {} applied", f.view.description);
                         f.applied = Some(a);
                         f.pending = Some((
                             called,
@@ -716,6 +720,7 @@ impl Core {
                             Instant::now() + Duration::from_secs(1),
                             action,
                         ));
+                        self.say(Level::Info, text);
                         self.settle_pending();
                     }
                     Err(e) => {
@@ -1069,8 +1074,9 @@ impl Core {
             .rev()
             .map(ChartPoint::from)
             .collect();
-        // The last complete second (the current bucket is still filling).
-        let last_s: Vec<&ChartPoint> = chart.iter().rev().skip(1).take(10).collect();
+        // One second that is complete: operations are filed under their planned start and
+        // reach the session up to an op timeout plus a flush period later.
+        let last_s: Vec<&ChartPoint> = chart.iter().rev().skip(RECOMPUTE).take(10).collect();
         let secs = last_s.len() as f64 * width.as_secs_f64();
         let (ops, errs) = last_s.iter().fold((0.0, 0.0), |(o, e), p| {
             (
@@ -1098,7 +1104,11 @@ impl Core {
             events_total: events.len(),
             faults: self.faults.iter().map(|f| f.view.clone()).collect(),
             drill: self.drill.clone(),
-            message: self.message.clone(),
+            // A message is news for a while, then the front end's own hints come back.
+            message: self
+                .message
+                .clone()
+                .filter(|m| now.saturating_sub(m.at) < MESSAGE_FOR),
             event_resolution: self.opts.observe.poll_interval,
         };
         let _ = self.snap_tx.send(Arc::new(snap));
