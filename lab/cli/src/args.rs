@@ -22,8 +22,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "LAB_HOME")]
     pub home: Option<PathBuf>,
 
+    /// Without a command: `lab tui redis-sentinel` (a live screen on a terminal, plain
+    /// progress lines otherwise).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +58,47 @@ pub enum Command {
     Fault(FaultArgs),
     /// Undo faults still applied (all of them, or one by id), including those a killed lab left.
     Heal(HealArgs),
+    /// Live screen: attach to a topology (or bring it up), drive load, break nodes with a
+    /// key and watch the failover measured. Without a terminal: plain progress lines.
+    Tui(TuiArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct TuiArgs {
+    /// Topology name (a file in compose/) or path to a compose file.
+    #[arg(default_value = "redis-sentinel")]
+    pub topology: String,
+    /// Instance name (default: the topology's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// First host port, when the topology is brought up here.
+    #[arg(long)]
+    pub port_base: Option<u16>,
+    /// Timer profile when the topology is brought up here (drill or seed).
+    #[arg(long, env = "LAB_PROFILE")]
+    pub profile: Option<String>,
+    /// Which images: upstream, offline, auto.
+    #[arg(long, env = "LAB_IMAGES", default_value = "auto")]
+    pub images: String,
+    /// Target load in operations per second over all groups (open loop).
+    #[arg(long, default_value_t = 600)]
+    pub rate: u32,
+    /// Client connections over all groups.
+    #[arg(long, default_value_t = 6)]
+    pub clients: u32,
+    /// Start without load (`w` starts it).
+    #[arg(long)]
+    pub no_load: bool,
+    /// Where reports of the session go (R saves one; one is written at the end if a fault
+    /// was injected).
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// Plain mode: end the session after this long (e.g. 60s); default: at Ctrl-C.
+    #[arg(long = "for")]
+    pub duration: Option<String>,
 }
 
 #[derive(Debug, Args)]

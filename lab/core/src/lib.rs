@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fault;
 pub mod images;
 pub mod lifecycle;
+pub mod live;
 pub mod measure;
 pub mod observe;
 pub mod report;

@@ -3,6 +3,7 @@
 mod doctor;
 mod drill;
 mod lifecycle;
+mod tui;
 
 use std::path::PathBuf;
 
@@ -32,7 +33,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
             .unwrap_or_else(lab_core::topology::project_dir),
         state_root: lab_core::state::state_root(),
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return tui::tui(
+            &ctx,
+            crate::args::TuiArgs {
+                topology: "redis-sentinel".into(),
+                images: "auto".into(),
+                rate: 600,
+                clients: 6,
+                report_dir: "reports".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    };
+    match command {
+        Command::Tui(a) => tui::tui(&ctx, a).await,
         Command::Up(a) => lifecycle::up(&ctx, a).await,
         Command::Status(a) => lifecycle::status(&ctx, a).await,
         Command::Logs(a) => lifecycle::logs(&ctx, a).await,

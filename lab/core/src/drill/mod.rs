@@ -497,6 +497,26 @@ fn spec_for(sc: &Scenario, routes: &Routes) -> Result<workload::Spec, DrillError
     })
 }
 
+/// How clients of this instance find masters: the cluster's slot map, or its Sentinels.
+pub fn discovery_for(inst: &Instance) -> Discovery {
+    if matches!(inst.topology.lab.verify, Some(Verify::Cluster { .. })) {
+        Discovery::Cluster {
+            seeds: lifecycle::role_ports(inst, NodeKind::ClusterNode, 6379)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect(),
+        }
+    } else {
+        Discovery::Sentinel {
+            groups: inst.topology.groups(),
+            sentinels: lifecycle::role_ports(inst, NodeKind::Sentinel, 26379)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect(),
+        }
+    }
+}
+
 /// Runs a checked drill against the engine. `topo` is what [`check`] returned.
 pub async fn run(
     engine: &Engine,
@@ -573,22 +593,7 @@ pub async fn run(
     .await;
 
     let cluster = matches!(inst.topology.lab.verify, Some(Verify::Cluster { .. }));
-    let discovery = if cluster {
-        Discovery::Cluster {
-            seeds: lifecycle::role_ports(&inst, NodeKind::ClusterNode, 6379)
-                .into_iter()
-                .map(|(_, p)| p)
-                .collect(),
-        }
-    } else {
-        Discovery::Sentinel {
-            groups: inst.topology.groups(),
-            sentinels: lifecycle::role_ports(&inst, NodeKind::Sentinel, 26379)
-                .into_iter()
-                .map(|(_, p)| p)
-                .collect(),
-        }
-    };
+    let discovery = discovery_for(&inst);
     let routes = Routes::new(engine.clone(), inst.clone(), map.clone(), discovery)
         .await
         .map_err(DrillError::Run)?;
