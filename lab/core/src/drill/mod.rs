@@ -3,6 +3,7 @@
 //! the load, plays the timeline, heals every fault whatever happened, reads tracked writes
 //! back, computes the figures and writes the reports. Front ends (CLI, TUI) only print.
 
+pub mod repl;
 pub mod target;
 
 use std::collections::HashMap;
@@ -542,6 +543,15 @@ fn spec_for(sc: &Scenario, routes: &Routes) -> Result<workload::Spec, DrillError
     })
 }
 
+/// The group whose replication a latency fault toward `to` slows (its data node's group).
+fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
+    match to {
+        scenario::Target::MasterOf(g) | scenario::Target::ReplicaOf(g) => Some(g.clone()),
+        scenario::Target::Node(n) => inst.topology.service(n).and_then(|s| s.group.clone()),
+        scenario::Target::AnyOf { .. } => None,
+    }
+}
+
 /// The network effect of a fault step, its targets resolved from the live topology.
 pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, String> {
     let one = |t| target::resolve(inst, t);
@@ -797,6 +807,17 @@ pub async fn run(
     }
 
     let (load_stop_tx, load_stop) = watch::channel(false);
+    // A drill that slows a link measures the replication round trip of the group behind it.
+    let latency = sc.faults().find_map(|(id, _, f)| match f {
+        FaultSpec::Net {
+            net: NetSpec::Latency { to, .. },
+            ..
+        } => latency_group(&inst, to).map(|g| (id, g)),
+        _ => None,
+    });
+    let repl_probe = latency.as_ref().map(|(_, g)| {
+        tokio::spawn(repl::probe(inst.clone(), g.clone(), t0, load_stop.clone()))
+    });
     let refresher = tokio::spawn(routes.clone().run_refresher(load_stop.clone()));
     let ids = Arc::new(IdSource::default());
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<Recorder>();
@@ -980,6 +1001,33 @@ pub async fn run(
 
     let mut events = seen.take();
     events.sort_by_key(|e| e.at);
+    let replication = match (latency, repl_probe) {
+        (Some((id, group)), Some(h)) => {
+            let samples = h.await.unwrap_or_default();
+            let first_fault = events
+                .iter()
+                .find(|e| matches!(e.kind, EventKind::Fault { .. }))
+                .map_or(run_end, |e| e.at);
+            let from = events.iter().find_map(|e| match e.kind {
+                EventKind::Fault { id: i, .. } if i == id => Some(e.at),
+                _ => None,
+            });
+            let to = events
+                .iter()
+                .find_map(|e| match e.kind {
+                    EventKind::FaultHealed { id: i, .. } if i == id => Some(e.at),
+                    _ => None,
+                })
+                .unwrap_or(load_end);
+            Some(crate::measure::replication::summarise(
+                &group,
+                &samples,
+                first_fault,
+                from.map(|f| (f, to)),
+            ))
+        }
+        _ => None,
+    };
     let timeline = Timeline::from_events(events);
     let cfg = FailoverConfig {
         // Roles and links are polled: events are no finer than the poll interval.
@@ -1044,6 +1092,7 @@ pub async fn run(
     };
     let mut report = RunReport::new(meta, cfg, rollup, timeline, faults);
     report.lost_writes = lost;
+    report.replication = replication;
     let mut results = scenario::evaluate(&sc.assertions, &report);
     results.append(&mut runner.failures);
     report.assertions = results;
