@@ -380,3 +380,164 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
         );
     }
 }
+
+fn drill_in(
+    lab: &Lab,
+    inst: &str,
+    base: &str,
+    file: &str,
+    reports: &std::path::Path,
+) -> std::process::Output {
+    lab.run(&[
+        "drill",
+        file,
+        "--name",
+        inst,
+        "--port-base",
+        base,
+        "--report-dir",
+        reports.to_str().expect("utf8"),
+    ])
+}
+
+fn must_pass(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn report(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let p = dir.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("report json")
+}
+
+/// The shipped network drills, green on a fresh instance each (their assertions state what
+/// must happen; the report's figures are checked again here), then a `lab drill` killed while
+/// its slowed link is in force: `lab heal` leaves no chain and the link direct again.
+#[test]
+fn network_drills_run_green_and_a_killed_drill_heals() {
+    for (i, engine) in engines().into_iter().enumerate() {
+        let lab = Lab::new(&engine);
+        let reports = tempfile::tempdir().expect("reports");
+        let inst = format!("net-d-{}", engine.name);
+        let base = (41700 + 100 * i).to_string();
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: inst.clone(),
+        };
+
+        // Split brain: the isolated old master's acknowledged writes are lost.
+        let o = drill_in(
+            &lab,
+            &inst,
+            &base,
+            "scenarios/redis-sentinel-split-brain.yaml",
+            reports.path(),
+        );
+        must_pass(&o, &format!("{}: split-brain drill", engine.name));
+        let r = report(reports.path(), "redis-sentinel-split-brain");
+        assert!(
+            r["lost_writes"]["counts"]["acknowledged_missing"]
+                .as_u64()
+                .expect("lost")
+                > 0
+        );
+        assert_eq!(r["faults"][0]["target"], "redis-1");
+        assert_eq!(
+            lab_chains(&lab, &inst),
+            Vec::<String>::new(),
+            "drill healed its rules"
+        );
+
+        // Slow link: the replication round trip grows by the injected 2 x 100 ms.
+        let o = drill_in(
+            &lab,
+            &inst,
+            &base,
+            "scenarios/redis-sentinel-slow-replica-link.yaml",
+            reports.path(),
+        );
+        must_pass(&o, &format!("{}: slow-link drill", engine.name));
+        let r = report(reports.path(), "redis-sentinel-slow-replica-link");
+        let rep = &r["replication"];
+        let (before, during) = (
+            rep["before_us"].as_u64().expect("before"),
+            rep["during_us"].as_u64().expect("during"),
+        );
+        assert!(during >= before + 150_000 && during >= 200_000, "{rep}");
+        assert!(rep["samples_during"].as_u64().expect("n") >= 10, "{rep}");
+
+        // Killed mid-drill while the link is slowed: the DNAT stays, pointing at a proxy
+        // that died with lab, until `lab heal`.
+        let pw = lab.password(&inst);
+        let mut child = lab
+            .cmd(&[
+                "drill",
+                "scenarios/redis-sentinel-slow-replica-link.yaml",
+                "--name",
+                &inst,
+                "--report-dir",
+                reports.path().to_str().expect("utf8"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lab drill");
+        let applied = becomes(true, Duration::from_secs(60), || {
+            journal_len(&lab, &inst) == 1
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        child.kill().expect("kill -9 lab");
+        let _ = child.wait();
+        assert!(applied, "{}: the drill journalled its fault", engine.name);
+        let left = lab_chains(&lab, &inst);
+        assert!(left.iter().any(|l| l.contains("DNAT")), "{left:?}");
+        let out = lab.ok(&["heal", "redis-sentinel", "--name", &inst]);
+        assert!(out.contains("healed f"), "{out}");
+        assert_eq!(lab_chains(&lab, &inst), Vec::<String>::new());
+        assert_eq!(journal_len(&lab, &inst), 0);
+        let status = lab.status_json("redis-sentinel", &inst);
+        let master = status["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["group"] == "g1" && n["live_role"] == "master")
+            .and_then(|n| n["name"].as_str())
+            .expect("g1 master")
+            .to_string();
+        let m = node_port(&status, &master, 6379);
+        assert!(
+            becomes(true, Duration::from_secs(30), || wait_rtt(m, &pw, 5)
+                < Duration::from_millis(100)),
+            "{}: g1's replication is direct and fast again after heal",
+            engine.name
+        );
+
+        // Cluster minority partition.
+        let cinst = format!("net-dc-{}", engine.name);
+        let cbase = (41730 + 100 * i).to_string();
+        let _cdown = Down {
+            lab: &lab,
+            topology: "redis-cluster".into(),
+            name: cinst.clone(),
+        };
+        let o = drill_in(
+            &lab,
+            &cinst,
+            &cbase,
+            "scenarios/redis-cluster-minority-partition.yaml",
+            reports.path(),
+        );
+        must_pass(
+            &o,
+            &format!("{}: cluster minority-partition drill", engine.name),
+        );
+        assert_eq!(lab_chains(&lab, &cinst), Vec::<String>::new());
+    }
+}

@@ -815,9 +815,9 @@ pub async fn run(
         } => latency_group(&inst, to).map(|g| (id, g)),
         _ => None,
     });
-    let repl_probe = latency.as_ref().map(|(_, g)| {
-        tokio::spawn(repl::probe(inst.clone(), g.clone(), t0, load_stop.clone()))
-    });
+    let repl_probe = latency
+        .as_ref()
+        .map(|(_, g)| tokio::spawn(repl::probe(inst.clone(), g.clone(), t0, load_stop.clone())));
     let refresher = tokio::spawn(routes.clone().run_refresher(load_stop.clone()));
     let ids = Arc::new(IdSource::default());
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<Recorder>();

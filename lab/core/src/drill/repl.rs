@@ -37,14 +37,15 @@ pub async fn probe(
         if let Some(c) = conn.as_mut() {
             n += 1;
             let start = Instant::now();
-            let set: Result<(), _> = cmd(
-                c,
-                redis::cmd("SET").arg("lab:repl-probe").arg(n),
-                T,
-            )
-            .await;
+            let set: Result<(), _> =
+                cmd(c, redis::cmd("SET").arg("lab:repl-probe").arg(n), T).await;
             let acked: Result<i64, _> = if set.is_ok() {
-                cmd(c, redis::cmd("WAIT").arg(1).arg(T.as_millis() as u64), T + T).await
+                cmd(
+                    c,
+                    redis::cmd("WAIT").arg(1).arg(T.as_millis() as u64),
+                    T + T,
+                )
+                .await
             } else {
                 Err(set.err().map(|e| e.to_string()).unwrap_or_default())
             };

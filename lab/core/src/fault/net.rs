@@ -84,7 +84,7 @@ impl std::fmt::Display for Effect {
             Effect::Isolate { node } => write!(f, "isolate {node}"),
             Effect::Partition { sides } => {
                 let s: Vec<String> = sides.iter().map(|s| s.join(",")).collect();
-                write!(f, "partition {}", s.join(" | "))
+                write!(f, "partition {} | the rest", s.join(" | "))
             }
             Effect::OneWay { from, to } => write!(f, "one-way {from} -/-> {to}"),
             Effect::CutClients { node } => write!(f, "cut clients from {node}"),
@@ -525,27 +525,72 @@ fn apply_err(container: &str, e: String) -> FaultError {
     }
 }
 
-/// Creates the chains of fault `id` in a container's namespace and fills them.
-async fn install(id: &str, container: &str, pid: i64, rules: &[Rule]) -> Result<(), FaultError> {
-    for hook in Hook::ALL {
-        let mine: Vec<&Rule> = rules.iter().filter(|r| r.hook == hook).collect();
-        if mine.is_empty() {
+/// The `iptables-restore` input creating fault `id`'s chains with `rules` and jumping to
+/// them. Pure, so it is unit-tested.
+pub fn restore_script(id: &str, rules: &[Rule]) -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat"] {
+        let hooks: Vec<Hook> = Hook::ALL
+            .into_iter()
+            .filter(|h| h.table() == table && rules.iter().any(|r| r.hook == *h))
+            .collect();
+        if hooks.is_empty() {
             continue;
         }
-        let chain = hook.chain(id);
-        let t = hook.table();
-        ipt(pid, &["-t", t, "-N", &chain])
-            .await
-            .map_err(|e| apply_err(container, e))?;
-        for rule in mine {
-            let mut a = vec!["-t", t, "-A", &chain];
-            a.extend(rule.args.iter().map(String::as_str));
-            ipt(pid, &a).await.map_err(|e| apply_err(container, e))?;
+        out.push_str(&format!("*{table}\n"));
+        for h in &hooks {
+            out.push_str(&format!(":{} - [0:0]\n", h.chain(id)));
         }
-        // Jump last, so the node never sees half a rule set.
-        ipt(pid, &["-t", t, "-I", hook.builtin(), "1", "-j", &chain])
+        for r in rules.iter().filter(|r| hooks.contains(&r.hook)) {
+            out.push_str(&format!("-A {} {}\n", r.hook.chain(id), r.args.join(" ")));
+        }
+        for h in &hooks {
+            out.push_str(&format!("-I {} 1 -j {}\n", h.builtin(), h.chain(id)));
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
+/// Creates the chains of fault `id` in a container's namespace, fills them and jumps to
+/// them, in one `iptables-restore` per namespace: each table's change is one atomic commit,
+/// so the node never sees half a rule set.
+async fn install(id: &str, container: &str, pid: i64, rules: &[Rule]) -> Result<(), FaultError> {
+    use std::process::Stdio;
+    let script = restore_script(id, rules);
+    let mut child = tokio::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "iptables-restore",
+            "-w",
+            "5",
+            "--noflush",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| apply_err(container, format!("cannot run nsenter: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
             .await
-            .map_err(|e| apply_err(container, e))?;
+            .map_err(|e| apply_err(container, e.to_string()))?;
+    }
+    let o = child
+        .wait_with_output()
+        .await
+        .map_err(|e| apply_err(container, e.to_string()))?;
+    if !o.status.success() {
+        return Err(apply_err(
+            container,
+            format!(
+                "iptables-restore refused the rules: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ));
     }
     Ok(())
 }
@@ -681,12 +726,23 @@ pub async fn apply(
         }
         effect => {
             let planned = plan(effect, addrs).map_err(|e| apply_err(effect.primary(), e))?;
-            for (container, rules) in planned {
-                let Some(pid) = pid_of(engine, &container).await? else {
-                    return Err(apply_err(&container, "not running".into()));
+            let mut pids = vec![];
+            for (container, _) in &planned {
+                let Some(pid) = pid_of(engine, container).await? else {
+                    return Err(apply_err(container, "not running".into()));
                 };
-                install(id, &container, pid, &rules).await?;
+                pids.push(pid);
             }
+            // Every namespace at once: a partition is in force everywhere within one round
+            // of nsenter calls, not one container after the other.
+            let results = futures_util::future::join_all(
+                planned
+                    .iter()
+                    .zip(&pids)
+                    .map(|((container, rules), pid)| install(id, container, *pid, rules)),
+            )
+            .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
     }
     Ok(())
@@ -719,9 +775,9 @@ pub async fn heal(
     id: &str,
     f: &NetFault,
 ) -> Result<(), FaultError> {
-    for c in &f.containers {
-        uninstall(engine, id, c).await?;
-    }
+    let results =
+        futures_util::future::join_all(f.containers.iter().map(|c| uninstall(engine, id, c))).await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     // The DNAT is gone: stop the proxy, closing what went through it, so the connections
     // reopen directly.
     let set = proxies()
@@ -897,6 +953,32 @@ mod tests {
         )
         .expect_err("no z");
         assert!(e.contains("z has no address"), "{e}");
+    }
+
+    #[test]
+    fn restore_script_fills_chains_before_jumping() {
+        let s = restore_script(
+            "f2",
+            &[
+                r(Hook::Input, &["-s", "10.0.0.3", "-j", "DROP"]),
+                r(
+                    Hook::NatOutput,
+                    &[
+                        "-d",
+                        "10.0.0.3",
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        "10.0.0.1:9",
+                    ],
+                ),
+            ],
+        );
+        assert_eq!(
+            s,
+            "*filter\n:LAB-f2-I - [0:0]\n-A LAB-f2-I -s 10.0.0.3 -j DROP\n-I INPUT 1 -j LAB-f2-I\nCOMMIT\n\
+             *nat\n:LAB-f2-N - [0:0]\n-A LAB-f2-N -d 10.0.0.3 -j DNAT --to-destination 10.0.0.1:9\n-I OUTPUT 1 -j LAB-f2-N\nCOMMIT\n"
+        );
     }
 
     #[test]

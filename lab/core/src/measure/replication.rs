@@ -85,6 +85,9 @@ mod tests {
         let r = summarise("g1", &s, ms(900), Some((ms(900), ms(3000))));
         assert_eq!(r.before, Some(ms(3)));
         assert_eq!(r.during, Some(ms(210)));
-        assert_eq!((r.samples_before, r.samples_during, r.unacknowledged), (3, 3, 1));
+        assert_eq!(
+            (r.samples_before, r.samples_during, r.unacknowledged),
+            (3, 3, 1)
+        );
     }
 }

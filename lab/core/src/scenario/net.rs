@@ -44,6 +44,10 @@ pub enum Via {
     Netem,
 }
 
+/// A target and where it sits under the fault's key: the key (`target`, `from`, `to`,
+/// `sides`) and, within `sides`, (side, position).
+pub type TargetAt<'a> = (&'static str, Option<(usize, usize)>, &'a Target);
+
 impl NetSpec {
     /// The YAML key.
     pub fn key(&self) -> &'static str {
@@ -57,9 +61,8 @@ impl NetSpec {
         }
     }
 
-    /// Each target with its place under the fault's key: (`target` | `from` | `to` |
-    /// `sides`, index within sides as (side, position)).
-    pub fn targets_at(&self) -> Vec<(&'static str, Option<(usize, usize)>, &Target)> {
+    /// Each target with its place under the fault's key.
+    pub fn targets_at(&self) -> Vec<TargetAt<'_>> {
         match self {
             NetSpec::Isolate { target }
             | NetSpec::CutClients { target }
