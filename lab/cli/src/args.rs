@@ -139,10 +139,31 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart or pause.
+    /// kill, stop, restart, pause; network: isolate, partition, one-way, cut-clients, loss,
+    /// latency.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>` / `replica-of:<group>`, resolved live.
+    /// For `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form
+    /// one more side.
     pub target: String,
+    /// one-way: the node the target can no longer reach; latency: the far end of the link.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// partition: another side (comma-separated nodes); repeatable.
+    #[arg(long)]
+    pub side: Vec<String>,
+    /// loss: share of the target's outgoing packets dropped, 1-100.
+    #[arg(long)]
+    pub percent: Option<u8>,
+    /// latency: added to each direction (e.g. 100ms).
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// latency: +/- this much per chunk, order kept (e.g. 20ms).
+    #[arg(long)]
+    pub jitter: Option<String>,
+    /// latency: cap each direction at this many kilobits per second.
+    #[arg(long)]
+    pub bandwidth_kbit: Option<u32>,
     /// Topology (or instance) the node belongs to.
     #[arg(long, short = 't')]
     pub topology: String,

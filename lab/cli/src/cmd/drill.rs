@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lab_core::drill::{self, Options};
+use lab_core::fault::net::{self, Effect};
 use lab_core::fault::{self, Journal, Kind};
 use lab_core::measure::Unavailability;
 use lab_core::observe::ObserveConfig;
@@ -209,58 +210,146 @@ fn parse_target(s: &str) -> Target {
     }
 }
 
-pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
-    let kind = match a.kind.as_str() {
-        "kill" => Kind::Kill {
-            signal: a.signal.clone(),
-        },
-        "stop" => Kind::Stop {
-            grace: Duration::from_secs(10),
-        },
-        "restart" => Kind::Restart,
-        "pause" => Kind::Pause,
-        other => {
-            bail!("unknown fault kind `{other}`; this build injects kill, stop, restart and pause")
-        }
-    };
-    let hold = a
-        .duration
-        .as_deref()
+fn dur(flag: &str, v: &Option<String>) -> Result<Option<Duration>> {
+    v.as_deref()
         .map(|d| {
             lab_core::topology::parse_duration(d)
-                .with_context(|| format!("--for `{d}` is not a duration (like 10s)"))
+                .with_context(|| format!("--{flag} `{d}` is not a duration (like 10s)"))
         })
-        .transpose()?;
+        .transpose()
+}
+
+/// The network effect `lab fault <kind>` asks for, targets resolved live; `None` for a
+/// process fault.
+async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Result<Option<Effect>> {
+    let one = |t: String| async move {
+        drill::target::resolve(inst, &parse_target(&t))
+            .await
+            .map_err(anyhow::Error::msg)
+    };
+    let to = || {
+        a.to.clone()
+            .with_context(|| format!("`lab fault {}` needs --to <node>", a.kind))
+    };
+    Ok(Some(match a.kind.as_str() {
+        "isolate" => Effect::Isolate {
+            node: one(a.target.clone()).await?,
+        },
+        "cut-clients" => Effect::CutClients {
+            node: one(a.target.clone()).await?,
+        },
+        "partition" => {
+            let mut sides = vec![];
+            for side in std::iter::once(&a.target).chain(&a.side) {
+                let mut nodes = vec![];
+                for t in side.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    nodes.push(one(t.to_string()).await?);
+                }
+                sides.push(nodes);
+            }
+            Effect::Partition { sides }
+        }
+        "one-way" => Effect::OneWay {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+        },
+        "loss" => {
+            let percent = a
+                .percent
+                .context("`lab fault loss` needs --percent 1-100")?;
+            if !(1..=100).contains(&percent) {
+                bail!("--percent must be between 1 and 100, not {percent}");
+            }
+            Effect::Loss {
+                node: one(a.target.clone()).await?,
+                percent,
+            }
+        }
+        "latency" => Effect::Latency {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+            delay: dur("delay", &a.delay)?
+                .context("`lab fault latency` needs --delay (like 100ms)")?,
+            jitter: dur("jitter", &a.jitter)?.unwrap_or_default(),
+            bandwidth_kbit: a.bandwidth_kbit,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
+    let process = match a.kind.as_str() {
+        "kill" => Some(Kind::Kill {
+            signal: a.signal.clone(),
+        }),
+        "stop" => Some(Kind::Stop {
+            grace: Duration::from_secs(10),
+        }),
+        "restart" => Some(Kind::Restart),
+        "pause" => Some(Kind::Pause),
+        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => None,
+        other => {
+            bail!("unknown fault kind `{other}`; this build injects kill, stop, restart, pause, isolate, partition, one-way, cut-clients, loss and latency")
+        }
+    };
+    let hold = dur("for", &a.duration)?;
     let engine = ctx.engine().await?;
     let name = instance(&a.topology, &a.name);
     let inst = lab_core::lifecycle::open(&engine, &name, &ctx.project, &ctx.state_root).await?;
-    let node = drill::target::resolve(&inst, &parse_target(&a.target))
-        .await
-        .map_err(anyhow::Error::msg)?;
     let journal = Journal::new(&ctx.state_root, &name);
-    let applied = fault::apply(
-        &engine,
-        &journal,
-        kind,
-        &node,
-        &inst.container_name(&node),
-        "lab fault",
-    )
-    .await?;
-    println!("{} applied: {}", applied.id, applied.describe());
-    let Some(d) = hold else {
-        if !matches!(applied.kind, Kind::Restart) {
-            println!("it stays until `lab heal {} {}`", a.topology, applied.id);
+    let applied = match process {
+        Some(kind) => {
+            let node = drill::target::resolve(&inst, &parse_target(&a.target))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            fault::apply(
+                &engine,
+                &journal,
+                kind,
+                &node,
+                &inst.container_name(&node),
+                "lab fault",
+            )
+            .await?
         }
-        return Ok(0);
+        None => {
+            let effect = net_effect(&inst, &a)
+                .await?
+                .context("not a network fault")?;
+            let (f, addrs) = net::prepare(&engine, &inst, effect).await?;
+            println!("mechanism: {}", f.mechanism);
+            fault::apply_net(&engine, &journal, f, &addrs, "lab fault").await?
+        }
+    };
+    println!("{} applied: {}", applied.id, applied.describe());
+    let needs_lab = matches!(&applied.kind, Kind::Net(n) if n.effect.needs_proxy());
+    let hold = match hold {
+        Some(d) => d,
+        None if needs_lab => {
+            // The proxy lives in this process: hold until Ctrl-C rather than leave the link
+            // pointed at a proxy that is gone.
+            println!("the proxy runs in this process: Ctrl-C (or `lab heal`) ends the fault");
+            Duration::from_secs(u64::from(u32::MAX))
+        }
+        None => {
+            if !matches!(applied.kind, Kind::Restart) {
+                println!("it stays until `lab heal {} {}`", a.topology, applied.id);
+            }
+            return Ok(0);
+        }
     };
     // Hold the fault, healing on time or on Ctrl-C, whichever comes first.
+    let started = std::time::Instant::now();
     tokio::select! {
-        _ = tokio::time::sleep(d) => {}
+        _ = tokio::time::sleep(hold) => {}
         _ = tokio::signal::ctrl_c() => { println!("interrupted"); }
     }
     fault::heal(&engine, &journal, &applied).await?;
-    println!("{} healed after {:.1}s", applied.id, d.as_secs_f64());
+    println!(
+        "{} healed after {:.1}s",
+        applied.id,
+        started.elapsed().as_secs_f64()
+    );
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 //! the load, plays the timeline, heals every fault whatever happened, reads tracked writes
 //! back, computes the figures and writes the reports. Front ends (CLI, TUI) only print.
 
+pub mod repl;
 pub mod target;
 
 use std::collections::HashMap;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{host_capabilities, Engine, EngineError, HostCapabilities};
+use crate::fault::net::{self, Effect};
 use crate::fault::{self, Applied, FaultError, Journal, Kind};
 use crate::images::ImageMode;
 use crate::lifecycle::addr::AddrMap;
@@ -24,7 +26,8 @@ use crate::measure::{
 use crate::observe::{self, ObserveConfig};
 use crate::report::{AssertionResult, RunMeta, RunReport};
 use crate::scenario::{
-    self, Action, Condition, FaultSpec, HealSpec, NodeRole, Scenario, ScenarioError, Timing,
+    self, Action, Condition, FaultSpec, HealSpec, NetSpec, NodeRole, Scenario, ScenarioError,
+    Timing, Via,
 };
 use crate::topology::{self, LoadOptions, Role as NodeKind, Topology, Verify};
 use crate::workload::{self, Discovery, IdSource, KeyPlan, NodeAddr, Routes, WriteOp};
@@ -247,6 +250,9 @@ impl Runner<'_> {
     /// stream said nothing within a second: the kill call itself returns 150-250 ms after the
     /// process is gone, and that delay must not count as failover time.
     async fn fault(&mut self, id: u32, spec: &FaultSpec) -> Result<(), String> {
+        if let FaultSpec::Net { net, duration } = spec {
+            return self.net_fault(id, net, *duration).await;
+        }
         let [t] = spec.targets()[..] else {
             return Err("faults with several targets are not supported yet".into());
         };
@@ -258,6 +264,7 @@ impl Runner<'_> {
             FaultSpec::Stop { grace, .. } => Kind::Stop { grace: *grace },
             FaultSpec::Restart { .. } => Kind::Restart,
             FaultSpec::Pause { .. } => Kind::Pause,
+            FaultSpec::Net { .. } => return Err("network fault on the process path".into()),
         };
         let until = match spec {
             FaultSpec::Pause {
@@ -314,6 +321,45 @@ impl Runner<'_> {
                 until: until.map(|d| Instant::now() + d),
             });
         }
+        Ok(())
+    }
+
+    /// Applies a network fault: targets resolved now, rules in force when the call returns
+    /// (the jump into lab's chain is the last rule added), which is the fault's time.
+    async fn net_fault(
+        &mut self,
+        id: u32,
+        spec: &NetSpec,
+        duration: Option<Duration>,
+    ) -> Result<(), String> {
+        let effect = net_effect(&self.inst, spec).await?;
+        let (f, addrs) = net::prepare(self.engine, &self.inst, effect)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mechanism = f.mechanism;
+        let applied = fault::apply_net(self.engine, &self.journal, f, &addrs, &self.origin)
+            .await
+            .map_err(|e| e.to_string())?;
+        let at = self.now();
+        let description = applied.describe();
+        self.seen.push(Event::new(
+            at,
+            EventKind::Fault {
+                id,
+                fault: description.clone(),
+                target: applied.node.clone(),
+            },
+        ));
+        self.last_fault_at = at;
+        (self.progress)(&format!(
+            "t={}  F{id} {description} (via {mechanism})",
+            secs(at)
+        ));
+        self.active.push(Active {
+            id,
+            applied,
+            until: duration.map(|d| Instant::now() + d),
+        });
         Ok(())
     }
 
@@ -517,6 +563,100 @@ pub fn discovery_for(inst: &Instance) -> Discovery {
     }
 }
 
+/// The group whose replication a latency fault toward `to` slows (its data node's group).
+fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
+    match to {
+        scenario::Target::MasterOf(g) | scenario::Target::ReplicaOf(g) => Some(g.clone()),
+        scenario::Target::Node(n) => inst.topology.service(n).and_then(|s| s.group.clone()),
+        scenario::Target::AnyOf { .. } => None,
+    }
+}
+
+/// The network effect of a fault step, its targets resolved from the live topology.
+pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, String> {
+    let one = |t| target::resolve(inst, t);
+    Ok(match spec {
+        NetSpec::Isolate { target } => Effect::Isolate {
+            node: one(target).await?,
+        },
+        NetSpec::CutClients { target } => Effect::CutClients {
+            node: one(target).await?,
+        },
+        NetSpec::Loss { target, percent } => Effect::Loss {
+            node: one(target).await?,
+            percent: *percent,
+        },
+        NetSpec::OneWay { from, to } => Effect::OneWay {
+            from: one(from).await?,
+            to: one(to).await?,
+        },
+        NetSpec::Partition { sides } => {
+            let mut out = vec![];
+            for side in sides {
+                let mut nodes = vec![];
+                for t in side {
+                    nodes.push(one(t).await?);
+                }
+                out.push(nodes);
+            }
+            Effect::Partition { sides: out }
+        }
+        NetSpec::Latency {
+            from,
+            to,
+            delay,
+            jitter,
+            bandwidth_kbit,
+            ..
+        } => Effect::Latency {
+            from: one(from).await?,
+            to: one(to).await?,
+            delay: *delay,
+            jitter: *jitter,
+            bandwidth_kbit: *bandwidth_kbit,
+        },
+    })
+}
+
+/// Refuses, in one sentence and before anything starts, a drill whose faults this host
+/// cannot inject.
+pub fn check_capabilities(sc: &Scenario, caps: &HostCapabilities) -> Result<(), DrillError> {
+    for (id, _, spec) in sc.faults() {
+        let FaultSpec::Net { net, .. } = spec else {
+            continue;
+        };
+        let refuse = |why: String| {
+            Err(DrillError::Run(format!(
+                "{}: this host cannot inject F{id} ({}): {why}; nothing was started",
+                sc.source.file,
+                net.key()
+            )))
+        };
+        if !caps.iptables.supported {
+            return refuse(caps.iptables.how.clone());
+        }
+        if let NetSpec::Latency {
+            via: Via::Netem, ..
+        } = net
+        {
+            if caps.netem.supported {
+                return refuse(
+                    "this build injects latency through its proxy only (use `via: proxy`)".into(),
+                );
+            }
+            return refuse(format!(
+                "cannot inject `latency` via netem: {} (use `via: proxy`)",
+                caps.netem
+                    .how
+                    .split("; lab will")
+                    .next()
+                    .unwrap_or(&caps.netem.how)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a checked drill against the engine. `topo` is what [`check`] returned.
 pub async fn run(
     engine: &Engine,
@@ -525,6 +665,12 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<Outcome, DrillError> {
     let topo = check(sc, &opts.project)?;
+    if sc
+        .faults()
+        .any(|(_, _, f)| matches!(f, FaultSpec::Net { .. }))
+    {
+        check_capabilities(sc, &host_capabilities(engine.info.rootless))?;
+    }
     let started_at = fault::now_rfc3339();
     let instance = opts.instance.clone().unwrap_or_else(|| topo.name.clone());
     let journal = Journal::new(&opts.state_root, &instance);
@@ -676,6 +822,17 @@ pub async fn run(
     }
 
     let (load_stop_tx, load_stop) = watch::channel(false);
+    // A drill that slows a link measures the replication round trip of the group behind it.
+    let latency = sc.faults().find_map(|(id, _, f)| match f {
+        FaultSpec::Net {
+            net: NetSpec::Latency { to, .. },
+            ..
+        } => latency_group(&inst, to).map(|g| (id, g)),
+        _ => None,
+    });
+    let repl_probe = latency
+        .as_ref()
+        .map(|(_, g)| tokio::spawn(repl::probe(inst.clone(), g.clone(), t0, load_stop.clone())));
     let refresher = tokio::spawn(routes.clone().run_refresher(load_stop.clone()));
     let ids = Arc::new(IdSource::default());
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<Recorder>();
@@ -859,6 +1016,33 @@ pub async fn run(
 
     let mut events = seen.take();
     events.sort_by_key(|e| e.at);
+    let replication = match (latency, repl_probe) {
+        (Some((id, group)), Some(h)) => {
+            let samples = h.await.unwrap_or_default();
+            let first_fault = events
+                .iter()
+                .find(|e| matches!(e.kind, EventKind::Fault { .. }))
+                .map_or(run_end, |e| e.at);
+            let from = events.iter().find_map(|e| match e.kind {
+                EventKind::Fault { id: i, .. } if i == id => Some(e.at),
+                _ => None,
+            });
+            let to = events
+                .iter()
+                .find_map(|e| match e.kind {
+                    EventKind::FaultHealed { id: i, .. } if i == id => Some(e.at),
+                    _ => None,
+                })
+                .unwrap_or(load_end);
+            Some(crate::measure::replication::summarise(
+                &group,
+                &samples,
+                first_fault,
+                from.map(|f| (f, to)),
+            ))
+        }
+        _ => None,
+    };
     let timeline = Timeline::from_events(events);
     let cfg = FailoverConfig {
         // Roles and links are polled: events are no finer than the poll interval.
@@ -923,6 +1107,7 @@ pub async fn run(
     };
     let mut report = RunReport::new(meta, cfg, rollup, timeline, faults);
     report.lost_writes = lost;
+    report.replication = replication;
     let mut results = scenario::evaluate(&sc.assertions, &report);
     results.append(&mut runner.failures);
     report.assertions = results;

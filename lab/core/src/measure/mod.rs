@@ -13,6 +13,7 @@
 pub mod buckets;
 pub mod failover;
 pub mod lostwrites;
+pub mod replication;
 pub(crate) mod serde_us;
 pub mod timeline;
 

@@ -82,6 +82,9 @@ pub struct RunReport {
     pub timeline: Vec<Event>,
     pub faults: Vec<FaultReport>,
     pub lost_writes: Option<LostWrites>,
+    /// Replication round trips, measured when the drill slows a link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::measure::replication::ReplicationRtt>,
     pub assertions: Vec<AssertionResult>,
 }
 
@@ -102,6 +105,7 @@ impl RunReport {
             timeline: timeline.into_events(),
             faults,
             lost_writes: None,
+            replication: None,
             assertions: Vec::new(),
         }
     }

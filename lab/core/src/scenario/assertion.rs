@@ -46,6 +46,11 @@ pub enum Metric {
     Max,
     /// Promotions seen on the timeline.
     Promotions,
+    /// Median replication round trip (write + `WAIT 1`) while the drill's latency fault was
+    /// in force.
+    ReplicationRtt,
+    /// The same before the first fault.
+    ReplicationRttBefore,
 }
 
 /// The per-fault figures of `measure::FailoverMetrics`.
@@ -85,7 +90,7 @@ pub enum Unit {
     Rate,
 }
 
-const RUN_METRICS: [(&str, Metric); 11] = [
+const RUN_METRICS: [(&str, Metric); 13] = [
     ("lost_writes", Metric::LostWrites),
     ("lost_writes_pct", Metric::LostWritesPct),
     ("unacked_present", Metric::UnackedPresent),
@@ -97,14 +102,20 @@ const RUN_METRICS: [(&str, Metric); 11] = [
     ("p999", Metric::P999),
     ("max", Metric::Max),
     ("promotions", Metric::Promotions),
+    ("replication_rtt", Metric::ReplicationRtt),
+    ("replication_rtt_before", Metric::ReplicationRttBefore),
 ];
 
 impl Metric {
     pub fn unit(self) -> Unit {
         match self {
-            Metric::Failover { .. } | Metric::P50 | Metric::P99 | Metric::P999 | Metric::Max => {
-                Unit::Duration
-            }
+            Metric::Failover { .. }
+            | Metric::P50
+            | Metric::P99
+            | Metric::P999
+            | Metric::Max
+            | Metric::ReplicationRtt
+            | Metric::ReplicationRttBefore => Unit::Duration,
             Metric::LostWritesPct | Metric::Availability => Unit::Percent,
             Metric::LostWrites | Metric::UnackedPresent | Metric::Errors | Metric::Promotions => {
                 Unit::Count
@@ -363,6 +374,7 @@ fn example(metric: Metric) -> &'static str {
     match metric {
         Metric::Failover { .. } => "30s",
         Metric::P50 | Metric::P99 | Metric::P999 | Metric::Max => "5ms",
+        Metric::ReplicationRtt | Metric::ReplicationRttBefore => "200ms",
         Metric::Availability => "99.9%",
         Metric::LostWritesPct => "0.1%",
         Metric::Throughput => "1000",

@@ -406,6 +406,26 @@ fn run_obs(metric: Metric, report: &RunReport) -> Obs {
         Metric::P999 => latency(s.p999_us),
         Metric::Max => latency(s.max_us),
         Metric::Promotions => Obs::Value(promotions(&report.timeline) as f64),
+        Metric::ReplicationRtt | Metric::ReplicationRttBefore => {
+            let Some(r) = &report.replication else {
+                return Obs::Unknown(
+                    "replication round trips are measured only in drills with a latency fault"
+                        .into(),
+                );
+            };
+            let (v, when) = if metric == Metric::ReplicationRtt {
+                (r.during, "while the latency fault was in force")
+            } else {
+                (r.before, "before the first fault")
+            };
+            match v {
+                Some(d) => Obs::Value(d.as_nanos() as f64),
+                None => Obs::Unknown(format!(
+                    "no replication round trip of {} was acknowledged {when}",
+                    r.group
+                )),
+            }
+        }
         Metric::Failover { .. } => Obs::Unknown("a failover figure is measured per fault".into()),
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::assertion::{self, Assertion, Metric};
 use super::locate::{locate_in_scalar, YamlPath};
 use super::model::*;
+use super::net::{NetSpec, Via};
 use super::{closest, ScenarioError};
 use crate::measure::SentinelEvent;
 use crate::topology::Role;
@@ -343,6 +344,78 @@ struct RoleForm {
     is: NodeRole,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetTargetForm {
+    target: Target,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionForm {
+    sides: Vec<Vec<Target>>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneWayForm {
+    from: Target,
+    to: Target,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LossForm {
+    target: Target,
+    percent: Percent,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyForm {
+    from: Target,
+    to: Target,
+    delay: Dur,
+    #[serde(default)]
+    jitter: Option<Dur>,
+    #[serde(default)]
+    bandwidth_kbit: Option<u32>,
+    #[serde(default)]
+    via: Via,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+/// A whole percentage, 1 to 100.
+struct Percent(u8);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        match u8::try_from(v) {
+            Ok(p) if (1..=100).contains(&p) => Ok(Percent(p)),
+            _ => Err(de::Error::custom(format!(
+                "percent must be a whole number from 1 to 100, not {v}"
+            ))),
+        }
+    }
+}
+
+fn net(net: NetSpec, lasts: Option<Dur>) -> FaultSpec {
+    FaultSpec::Net {
+        net,
+        duration: lasts.map(|d| d.0),
+    }
+}
+
 one_of!(FaultSpec, FaultForm, "fault",
     words: {},
     keys: {
@@ -356,6 +429,19 @@ one_of!(FaultSpec, FaultForm, "fault",
             target: p.target,
             duration: p.lasts.map(|d| d.0),
         },
+        isolate: NetTargetForm => |f: NetTargetForm| net(NetSpec::Isolate { target: f.target }, f.lasts),
+        partition: PartitionForm => |f: PartitionForm| net(NetSpec::Partition { sides: f.sides }, f.lasts),
+        one_way: OneWayForm => |f: OneWayForm| net(NetSpec::OneWay { from: f.from, to: f.to }, f.lasts),
+        cut_clients: NetTargetForm => |f: NetTargetForm| net(NetSpec::CutClients { target: f.target }, f.lasts),
+        loss: LossForm => |f: LossForm| net(NetSpec::Loss { target: f.target, percent: f.percent.0 }, f.lasts),
+        latency: LatencyForm => |f: LatencyForm| net(NetSpec::Latency {
+            from: f.from,
+            to: f.to,
+            delay: f.delay.0,
+            jitter: f.jitter.map_or(Duration::ZERO, |d| d.0),
+            bandwidth_kbit: f.bandwidth_kbit,
+            via: f.via,
+        }, f.lasts),
     },
 );
 

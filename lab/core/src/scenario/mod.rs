@@ -43,6 +43,7 @@ mod fmt;
 mod form;
 mod locate;
 mod model;
+mod net;
 mod validate;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ pub use model::{
     Action, Condition, FaultSpec, HealSpec, LoadMode, NodeRole, PinnedClient, Scenario, SourceText,
     Step, Target, Timing, WorkloadSpec,
 };
+pub use net::{NetSpec, Via};
 pub use validate::validate;
 
 #[derive(Debug, thiserror::Error)]

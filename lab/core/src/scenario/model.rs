@@ -199,6 +199,11 @@ pub enum FaultSpec {
         target: Target,
         duration: Option<Duration>,
     },
+    /// A network fault (`scenario/net.rs`); with `duration` (YAML `for`), healed after it.
+    Net {
+        net: super::net::NetSpec,
+        duration: Option<Duration>,
+    },
 }
 
 impl FaultSpec {
@@ -209,6 +214,7 @@ impl FaultSpec {
             FaultSpec::Stop { .. } => "stop",
             FaultSpec::Restart { .. } => "restart",
             FaultSpec::Pause { .. } => "pause",
+            FaultSpec::Net { net, .. } => net.key(),
         }
     }
 
@@ -219,6 +225,7 @@ impl FaultSpec {
             | FaultSpec::Stop { target, .. }
             | FaultSpec::Restart { target }
             | FaultSpec::Pause { target, .. } => vec![target],
+            FaultSpec::Net { net, .. } => net.targets_at().into_iter().map(|(_, _, t)| t).collect(),
         }
     }
 
@@ -239,6 +246,10 @@ impl fmt::Display for FaultSpec {
             FaultSpec::Pause { target, duration } => match duration {
                 Some(d) => write!(f, "pause {target} for {}", super::fmt::dur(*d)),
                 None => write!(f, "pause {target}"),
+            },
+            FaultSpec::Net { net, duration } => match duration {
+                Some(d) => write!(f, "{net} for {}", super::fmt::dur(*d)),
+                None => net.fmt(f),
             },
         }
     }

@@ -238,6 +238,15 @@ pub fn validate(s: &Scenario, topo: &Topology) -> Result<(), ScenarioError> {
     for (i, step) in s.steps.iter().enumerate() {
         let at = root.key("steps").index(i);
         match &step.action {
+            Action::Fault(FaultSpec::Net { net, .. }) => {
+                for (key, ix, t) in net.targets_at() {
+                    let mut p = at.key("fault").key(net.key()).key(key);
+                    if let Some((i, j)) = ix {
+                        p = p.index(i).index(j);
+                    }
+                    c.target(p, t, None);
+                }
+            }
             Action::Fault(f) => {
                 for t in f.targets() {
                     c.target(at.key("fault").key(f.key()).key("target"), t, None);

@@ -5,7 +5,10 @@
 //!
 //! The process faults here (kill, stop, restart, pause) all heal the same way: the container
 //! is thawed if frozen and started if not running. That heal is idempotent, so healing a
-//! fault twice, or one the engine already undid, is harmless.
+//! fault twice, or one the engine already undid, is harmless. Network faults (`net`) are
+//! iptables rules and proxies; they heal by removing exactly what they added.
+
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -29,6 +32,8 @@ pub enum Kind {
     Restart,
     /// Cgroup freezer.
     Pause,
+    /// A network fault (`net.rs`): rules in the nodes' network namespaces, or a proxy.
+    Net(net::NetFault),
 }
 
 impl Kind {
@@ -38,6 +43,7 @@ impl Kind {
             Kind::Stop { .. } => "stop",
             Kind::Restart => "restart",
             Kind::Pause => "pause",
+            Kind::Net(n) => n.effect.name(),
         }
     }
 }
@@ -47,6 +53,7 @@ impl std::fmt::Display for Kind {
         match self {
             Kind::Kill { signal } if signal == "SIGKILL" => f.write_str("kill"),
             Kind::Kill { signal } => write!(f, "kill ({signal})"),
+            Kind::Net(n) => n.effect.fmt(f),
             other => f.write_str(other.name()),
         }
     }
@@ -70,7 +77,11 @@ pub struct Applied {
 
 impl Applied {
     pub fn describe(&self) -> String {
-        format!("{} {}", self.kind, self.node)
+        match &self.kind {
+            // A network fault names its nodes itself.
+            Kind::Net(n) => n.effect.to_string(),
+            k => format!("{k} {}", self.node),
+        }
     }
 }
 
@@ -82,6 +93,10 @@ pub enum FaultError {
     Journal { path: String, message: String },
     #[error("node {node} has no container (is the instance up?)")]
     NoContainer { node: String },
+    #[error("this host cannot inject `{fault}`: {reason}")]
+    Unsupported { fault: String, reason: String },
+    #[error("network fault on {container}: {message}")]
+    Net { container: String, message: String },
 }
 
 /// The on-disk list of faults in force for one instance.
@@ -105,6 +120,11 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Names the instance among journals in this process (keys the running proxies).
+    pub fn key(&self) -> String {
+        self.path.display().to_string()
     }
 
     fn err(&self, message: impl Into<String>) -> FaultError {
@@ -193,6 +213,12 @@ pub async fn apply(
             node: node.to_string(),
         });
     }
+    if let Kind::Net(_) = kind {
+        return Err(FaultError::Net {
+            container: container.to_string(),
+            message: "network faults are applied with fault::apply_net".into(),
+        });
+    }
     let a = journal.record(kind.clone(), node, container, origin)?;
     let r = match &kind {
         Kind::Kill { signal } => engine.kill_container(container, signal).await,
@@ -202,7 +228,9 @@ pub async fn apply(
             .await
             .map(|_| ()),
         Kind::Pause => engine.pause_container(container).await,
-    };
+        Kind::Net(_) => unreachable_net(container),
+    }
+    .map_err(FaultError::from);
     match r {
         Ok(()) if matches!(kind, Kind::Restart) => {
             journal.forget(&a.id)?;
@@ -211,7 +239,38 @@ pub async fn apply(
         Ok(()) => Ok(a),
         Err(e) => {
             let _ = heal(engine, journal, &a).await;
-            Err(e.into())
+            Err(e)
+        }
+    }
+}
+
+fn unreachable_net(container: &str) -> Result<(), EngineError> {
+    Err(EngineError::Unreachable(format!(
+        "network fault on {container} reached the process-fault path"
+    )))
+}
+
+/// Journals and applies a network fault; `addrs` are the nodes' addresses on the project
+/// network (`net::addresses`). On failure whatever was put in place is removed again.
+pub async fn apply_net(
+    engine: &Engine,
+    journal: &Journal,
+    f: net::NetFault,
+    addrs: &[net::Addr],
+    origin: &str,
+) -> Result<Applied, FaultError> {
+    let node = f.effect.primary().to_string();
+    let container = f
+        .containers
+        .first()
+        .cloned()
+        .ok_or_else(|| FaultError::NoContainer { node: node.clone() })?;
+    let a = journal.record(Kind::Net(f.clone()), &node, &container, origin)?;
+    match net::apply(engine, &journal.key(), &a.id, &f, addrs).await {
+        Ok(()) => Ok(a),
+        Err(e) => {
+            let _ = heal(engine, journal, &a).await;
+            Err(e)
         }
     }
 }
@@ -219,6 +278,10 @@ pub async fn apply(
 /// Undoes a fault: thaws the container if frozen, starts it if not running, then drops the
 /// journal entry. A container that no longer exists has nothing left to heal.
 pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(), FaultError> {
+    if let Kind::Net(n) = &a.kind {
+        net::heal(engine, &journal.key(), &a.id, n).await?;
+        return journal.forget(&a.id);
+    }
     if let Some(c) = engine.inspect_container(&a.container).await? {
         let state = c.state.unwrap_or_default();
         if state.paused == Some(true) {

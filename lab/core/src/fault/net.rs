@@ -1,0 +1,1047 @@
+//! Network faults: iptables rules in lab-owned chains (`LAB-<fault id>-I/O/N`) inside the
+//! nodes' network namespaces, entered from the host with `nsenter`; slow links through a
+//! userspace TCP proxy that `lab` runs (latency, jitter, bandwidth), reached by a DNAT rule in
+//! the sending node's namespace. Heal deletes the jumps and the chains, and tolerates them
+//! being gone (a restarted container has a fresh namespace).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use super::FaultError;
+use crate::engine::{Engine, HostCapabilities};
+
+/// What a network fault does, by node (service) name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The node can talk to nobody but itself: peers and clients alike.
+    Isolate { node: String },
+    /// Nodes on different sides cannot talk to each other; clients still reach every node.
+    Partition { sides: Vec<Vec<String>> },
+    /// `from` cannot open or use connections to `to`; `to` still reaches `from`.
+    OneWay { from: String, to: String },
+    /// Clients (everything reaching the node through its published ports) are cut off; its
+    /// peers still reach it.
+    CutClients { node: String },
+    /// A share of the packets the node sends are dropped (egress, as netem on its interface).
+    Loss { node: String, percent: u8 },
+    /// Connections from `from` to `to` go through lab's proxy, which delays each chunk by
+    /// `delay` (+/- `jitter`, order kept) in each direction and caps the rate.
+    Latency {
+        from: String,
+        to: String,
+        #[serde(with = "crate::measure::serde_us", rename = "delay_us")]
+        delay: Duration,
+        #[serde(with = "crate::measure::serde_us", rename = "jitter_us")]
+        jitter: Duration,
+        #[serde(default)]
+        bandwidth_kbit: Option<u32>,
+    },
+}
+
+impl Effect {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::Isolate { .. } => "isolate",
+            Effect::Partition { .. } => "partition",
+            Effect::OneWay { .. } => "one-way",
+            Effect::CutClients { .. } => "cut-clients",
+            Effect::Loss { .. } => "loss",
+            Effect::Latency { .. } => "latency",
+        }
+    }
+
+    /// The node the fault is about (for figures keyed by target: the isolated master...).
+    pub fn primary(&self) -> &str {
+        match self {
+            Effect::Isolate { node } | Effect::CutClients { node } | Effect::Loss { node, .. } => {
+                node
+            }
+            Effect::Partition { sides } => sides
+                .first()
+                .and_then(|s| s.first())
+                .map_or("", String::as_str),
+            Effect::OneWay { from, .. } | Effect::Latency { from, .. } => from,
+        }
+    }
+
+    /// Whether lab's process must stay alive for the fault to keep its effect.
+    pub fn needs_proxy(&self) -> bool {
+        matches!(self, Effect::Latency { .. })
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Effect::Isolate { node } => write!(f, "isolate {node}"),
+            Effect::Partition { sides } => {
+                let s: Vec<String> = sides.iter().map(|s| s.join(",")).collect();
+                write!(f, "partition {} | the rest", s.join(" | "))
+            }
+            Effect::OneWay { from, to } => write!(f, "one-way {from} -/-> {to}"),
+            Effect::CutClients { node } => write!(f, "cut clients from {node}"),
+            Effect::Loss { node, percent } => write!(f, "loss {percent}% from {node}"),
+            Effect::Latency {
+                from,
+                to,
+                delay,
+                jitter,
+                bandwidth_kbit,
+            } => {
+                write!(f, "latency {from} -> {to} {}ms", delay.as_millis())?;
+                if !jitter.is_zero() {
+                    write!(f, " +/-{}ms", jitter.as_millis())?;
+                }
+                if let Some(b) = bandwidth_kbit {
+                    write!(f, " {b} kbit/s")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How the fault is put in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// Drop rules in the nodes' network namespaces.
+    Iptables,
+    /// DNAT in the sender's namespace to a proxy run by lab (no `sch_netem` needed).
+    Proxy,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mechanism::Iptables => "iptables in the nodes' network namespaces",
+            Mechanism::Proxy => "lab's userspace TCP proxy (DNAT in the sender's namespace)",
+        })
+    }
+}
+
+/// A network fault as journalled: the effect and every namespace that holds its chains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetFault {
+    pub effect: Effect,
+    pub mechanism: Mechanism,
+    /// Containers whose network namespace gets (or got) lab's chains.
+    pub containers: Vec<String>,
+}
+
+/// A container's place on the project network.
+#[derive(Debug, Clone)]
+pub struct Addr {
+    pub node: String,
+    pub container: String,
+    pub ip: IpAddr,
+    /// The host's address on the network: where published-port traffic comes from.
+    pub gateway: IpAddr,
+    /// Container ports the node listens on (its published ports).
+    pub ports: Vec<u16>,
+}
+
+/// Refuses, in one sentence, what this host cannot do, before anything is applied.
+pub fn check_supported(effect: &Effect, caps: &HostCapabilities) -> Result<(), FaultError> {
+    if !caps.iptables.supported {
+        return Err(FaultError::Unsupported {
+            fault: effect.name().to_string(),
+            reason: caps.iptables.how.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// One rule: which table and chain suffix, and the match and target after `-A <chain>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub hook: Hook,
+    pub args: Vec<String>,
+}
+
+/// Where a lab chain is jumped to from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Input,
+    Output,
+    /// `nat` table, OUTPUT: connections the node opens.
+    NatOutput,
+}
+
+impl Hook {
+    const ALL: [Hook; 3] = [Hook::Input, Hook::Output, Hook::NatOutput];
+
+    fn table(self) -> &'static str {
+        match self {
+            Hook::Input | Hook::Output => "filter",
+            Hook::NatOutput => "nat",
+        }
+    }
+
+    fn builtin(self) -> &'static str {
+        match self {
+            Hook::Input => "INPUT",
+            Hook::Output | Hook::NatOutput => "OUTPUT",
+        }
+    }
+
+    /// The lab chain of fault `id` on this hook (iptables allows 28 characters).
+    pub fn chain(self, id: &str) -> String {
+        let suffix = match self {
+            Hook::Input => "I",
+            Hook::Output => "O",
+            Hook::NatOutput => "N",
+        };
+        format!("LAB-{id}-{suffix}")
+    }
+}
+
+fn r(hook: Hook, args: &[&str]) -> Rule {
+    Rule {
+        hook,
+        args: args.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The drop rules of an iptables fault, per container. Pure, so it is unit-tested.
+pub fn plan(effect: &Effect, addrs: &[Addr]) -> Result<Vec<(String, Vec<Rule>)>, String> {
+    let find = |n: &str| {
+        addrs
+            .iter()
+            .find(|a| a.node == n)
+            .ok_or_else(|| format!("{n} has no address on the project network (is it running?)"))
+    };
+    let mut out: Vec<(String, Vec<Rule>)> = vec![];
+    match effect {
+        Effect::Isolate { node } => {
+            let a = find(node)?;
+            out.push((
+                a.container.clone(),
+                vec![
+                    r(Hook::Input, &["!", "-i", "lo", "-j", "DROP"]),
+                    r(Hook::Output, &["!", "-o", "lo", "-j", "DROP"]),
+                ],
+            ));
+        }
+        Effect::Partition { sides } => {
+            for n in sides.iter().flatten() {
+                find(n)?;
+            }
+            // Every node is in some side: the unlisted ones form one more.
+            let listed: Vec<&String> = sides.iter().flatten().collect();
+            let rest: Vec<String> = addrs
+                .iter()
+                .filter(|a| !listed.contains(&&a.node))
+                .map(|a| a.node.clone())
+                .collect();
+            let mut all: Vec<Vec<String>> = sides.clone();
+            if !rest.is_empty() {
+                all.push(rest);
+            }
+            for (i, side) in all.iter().enumerate() {
+                for n in side {
+                    let a = find(n)?;
+                    let mut rules = vec![];
+                    for (j, other) in all.iter().enumerate() {
+                        if i == j {
+                            continue;
+                        }
+                        for p in other {
+                            let ip = find(p)?.ip.to_string();
+                            rules.push(r(Hook::Input, &["-s", &ip, "-j", "DROP"]));
+                            rules.push(r(Hook::Output, &["-d", &ip, "-j", "DROP"]));
+                        }
+                    }
+                    out.push((a.container.clone(), rules));
+                }
+            }
+        }
+        Effect::OneWay { from, to } => {
+            let (f, t) = (find(from)?, find(to)?);
+            // conntrack's ORIGINAL direction is the side that opened the connection: dropping
+            // it on both ends stops every connection `from` opens and leaves `to`'s working.
+            out.push((
+                f.container.clone(),
+                vec![r(
+                    Hook::Output,
+                    &[
+                        "-d",
+                        &t.ip.to_string(),
+                        "-m",
+                        "conntrack",
+                        "--ctdir",
+                        "ORIGINAL",
+                        "-j",
+                        "DROP",
+                    ],
+                )],
+            ));
+            out.push((
+                t.container.clone(),
+                vec![r(
+                    Hook::Input,
+                    &[
+                        "-s",
+                        &f.ip.to_string(),
+                        "-m",
+                        "conntrack",
+                        "--ctdir",
+                        "ORIGINAL",
+                        "-j",
+                        "DROP",
+                    ],
+                )],
+            ));
+        }
+        Effect::CutClients { node } => {
+            let a = find(node)?;
+            let gw = a.gateway.to_string();
+            // The gateway is also the network's DNS server on Podman (aardvark-dns): name
+            // lookups are not client traffic, and the node needs them to find its peers.
+            let mut rules = vec![];
+            for proto in ["udp", "tcp"] {
+                rules.push(r(
+                    Hook::Input,
+                    &["-s", &gw, "-p", proto, "--sport", "53", "-j", "RETURN"],
+                ));
+                rules.push(r(
+                    Hook::Output,
+                    &["-d", &gw, "-p", proto, "--dport", "53", "-j", "RETURN"],
+                ));
+            }
+            rules.push(r(Hook::Input, &["-s", &gw, "-j", "DROP"]));
+            rules.push(r(Hook::Output, &["-d", &gw, "-j", "DROP"]));
+            out.push((a.container.clone(), rules));
+        }
+        Effect::Loss { node, percent } => {
+            let a = find(node)?;
+            let p = format!("{:.2}", f64::from(*percent) / 100.0);
+            out.push((
+                a.container.clone(),
+                vec![r(
+                    Hook::Output,
+                    &[
+                        "!",
+                        "-o",
+                        "lo",
+                        "-m",
+                        "statistic",
+                        "--mode",
+                        "random",
+                        "--probability",
+                        &p,
+                        "-j",
+                        "DROP",
+                    ],
+                )],
+            ));
+        }
+        Effect::Latency { .. } => {
+            return Err("latency goes through the proxy, not drop rules".into());
+        }
+    }
+    Ok(out)
+}
+
+async fn run(cmd: &str, args: &[String]) -> Result<String, String> {
+    let o = tokio::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+    }
+}
+
+/// `iptables` inside the network namespace of process `pid`.
+async fn ipt(pid: i64, args: &[&str]) -> Result<String, String> {
+    let mut a: Vec<String> = vec![
+        "-t".into(),
+        pid.to_string(),
+        "-n".into(),
+        "iptables".into(),
+        "-w".into(),
+        "5".into(),
+    ];
+    a.extend(args.iter().map(|s| s.to_string()));
+    run("nsenter", &a).await
+}
+
+/// The main process of a running container; `None` when it is not running (no namespace).
+async fn pid_of(engine: &Engine, container: &str) -> Result<Option<i64>, FaultError> {
+    let Some(c) = engine.inspect_container(container).await? else {
+        return Ok(None);
+    };
+    let st = c.state.unwrap_or_default();
+    Ok(match (st.running, st.pid) {
+        (Some(true), Some(p)) if p > 0 => Some(p),
+        _ => None,
+    })
+}
+
+/// Addresses of the given nodes on the instance's network (the first network each is on).
+pub async fn addresses(
+    engine: &Engine,
+    nodes: &[(String, String, Vec<u16>)],
+) -> Result<Vec<Addr>, FaultError> {
+    let mut out = vec![];
+    for (node, container, ports) in nodes {
+        let Some(c) = engine.inspect_container(container).await? else {
+            continue;
+        };
+        if c.state.as_ref().and_then(|s| s.running) != Some(true) {
+            continue;
+        }
+        let nets = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let mut names: Vec<&String> = nets.keys().collect();
+        names.sort();
+        let Some(ep) = names.first().and_then(|n| nets.get(*n)) else {
+            continue;
+        };
+        let ip = ep.ip_address.as_deref().and_then(|s| s.parse().ok());
+        let gw = ep.gateway.as_deref().and_then(|s| s.parse().ok());
+        if let (Some(ip), Some(gateway)) = (ip, gw) {
+            out.push(Addr {
+                node: node.clone(),
+                container: container.clone(),
+                ip,
+                gateway,
+                ports: ports.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the host can do it, finds every node's address and builds the journal entry.
+/// Nothing is applied.
+pub async fn prepare(
+    engine: &Engine,
+    inst: &crate::lifecycle::Instance,
+    effect: Effect,
+) -> Result<(NetFault, Vec<Addr>), FaultError> {
+    let caps = crate::engine::host_capabilities(engine.info.rootless);
+    check_supported(&effect, &caps)?;
+    let nodes: Vec<(String, String, Vec<u16>)> = inst
+        .topology
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                inst.container_name(&s.name),
+                s.ports.iter().map(|p| p.container_port).collect(),
+            )
+        })
+        .collect();
+    let addrs = addresses(engine, &nodes).await?;
+    let (mechanism, containers) = match &effect {
+        Effect::Latency { from, to, .. } => {
+            let f = addrs.iter().find(|a| a.node == *from);
+            let t = addrs.iter().find(|a| a.node == *to);
+            match (f, t) {
+                (Some(f), Some(t)) if !t.ports.is_empty() => {
+                    announce_own_ip(inst, f).await;
+                    (Mechanism::Proxy, vec![f.container.clone()])
+                }
+                (Some(_), Some(_)) => {
+                    return Err(apply_err(
+                        to,
+                        "publishes no port to put a proxy in front of".into(),
+                    ))
+                }
+                _ => {
+                    return Err(apply_err(
+                        if f.is_none() { from } else { to },
+                        "no address on the project network (is it running?)".into(),
+                    ))
+                }
+            }
+        }
+        e => (
+            Mechanism::Iptables,
+            plan(e, &addrs)
+                .map_err(|m| apply_err(e.primary(), m))?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect(),
+        ),
+    };
+    Ok((
+        NetFault {
+            effect,
+            mechanism,
+            containers,
+        },
+        addrs,
+    ))
+}
+
+/// Through the proxy, a replica's master sees it at the host's address and lists it there, and
+/// Sentinel would then learn a replica that does not exist. A data node is told its real
+/// address (`replica-announce-ip`, not persisted) so what the others learn stays true.
+async fn announce_own_ip(inst: &crate::lifecycle::Instance, a: &Addr) {
+    use crate::topology::Role;
+    let data = inst
+        .topology
+        .service(&a.node)
+        .is_some_and(|s| matches!(s.role, Role::Master | Role::Replica | Role::ClusterNode));
+    let Some(port) = inst.host_port(&a.node, 6379).filter(|_| data) else {
+        return;
+    };
+    let t = Duration::from_secs(2);
+    if let Ok(mut c) = crate::lifecycle::probe::redis_conn(port, inst.password.as_deref(), t).await
+    {
+        let _: Result<String, _> = crate::lifecycle::probe::cmd(
+            &mut c,
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("replica-announce-ip")
+                .arg(a.ip.to_string()),
+            t,
+        )
+        .await;
+    }
+}
+
+fn apply_err(container: &str, e: String) -> FaultError {
+    FaultError::Net {
+        container: container.to_string(),
+        message: e,
+    }
+}
+
+/// The `iptables-restore` input creating fault `id`'s chains with `rules` and jumping to
+/// them. Pure, so it is unit-tested.
+pub fn restore_script(id: &str, rules: &[Rule]) -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat"] {
+        let hooks: Vec<Hook> = Hook::ALL
+            .into_iter()
+            .filter(|h| h.table() == table && rules.iter().any(|r| r.hook == *h))
+            .collect();
+        if hooks.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("*{table}\n"));
+        for h in &hooks {
+            out.push_str(&format!(":{} - [0:0]\n", h.chain(id)));
+        }
+        for r in rules.iter().filter(|r| hooks.contains(&r.hook)) {
+            out.push_str(&format!("-A {} {}\n", r.hook.chain(id), r.args.join(" ")));
+        }
+        for h in &hooks {
+            out.push_str(&format!("-I {} 1 -j {}\n", h.builtin(), h.chain(id)));
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
+/// Creates the chains of fault `id` in a container's namespace, fills them and jumps to
+/// them, in one `iptables-restore` per namespace: each table's change is one atomic commit,
+/// so the node never sees half a rule set.
+async fn install(id: &str, container: &str, pid: i64, rules: &[Rule]) -> Result<(), FaultError> {
+    use std::process::Stdio;
+    let script = restore_script(id, rules);
+    let mut child = tokio::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "iptables-restore",
+            "-w",
+            "5",
+            "--noflush",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| apply_err(container, format!("cannot run nsenter: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| apply_err(container, e.to_string()))?;
+    }
+    let o = child
+        .wait_with_output()
+        .await
+        .map_err(|e| apply_err(container, e.to_string()))?;
+    if !o.status.success() {
+        return Err(apply_err(
+            container,
+            format!(
+                "iptables-restore refused the rules: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes fault `id`'s chains from a container's namespace; what is already gone is fine.
+async fn uninstall(engine: &Engine, id: &str, container: &str) -> Result<(), FaultError> {
+    let Some(pid) = pid_of(engine, container).await? else {
+        // Not running: its namespace, and the rules in it, are gone.
+        return Ok(());
+    };
+    for hook in Hook::ALL {
+        let chain = hook.chain(id);
+        let t = hook.table();
+        // Delete every jump (a rule added twice is deleted twice), then the chain.
+        for _ in 0..8 {
+            if ipt(pid, &["-t", t, "-D", hook.builtin(), "-j", &chain])
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let exists = ipt(pid, &["-t", t, "-S", &chain]).await.is_ok();
+        if exists {
+            ipt(pid, &["-t", t, "-F", &chain])
+                .await
+                .map_err(|e| apply_err(container, e))?;
+            ipt(pid, &["-t", t, "-X", &chain])
+                .await
+                .map_err(|e| apply_err(container, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Lab chains present in a container's namespace (for checks and tests); empty when the
+/// container is not running.
+pub async fn lab_chains(engine: &Engine, container: &str) -> Result<Vec<String>, FaultError> {
+    let Some(pid) = pid_of(engine, container).await? else {
+        return Ok(vec![]);
+    };
+    let mut out = vec![];
+    for t in ["filter", "nat"] {
+        let s = ipt(pid, &["-t", t, "-S"])
+            .await
+            .map_err(|e| apply_err(container, e))?;
+        out.extend(
+            s.lines()
+                .filter_map(|l| l.strip_prefix("-N "))
+                .filter(|c| c.starts_with("LAB-"))
+                .map(|c| format!("{t}/{c}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Puts the journalled fault `id` in force. The caller journalled it first and heals it if
+/// this fails.
+pub async fn apply(
+    engine: &Engine,
+    journal_key: &str,
+    id: &str,
+    f: &NetFault,
+    addrs: &[Addr],
+) -> Result<(), FaultError> {
+    match &f.effect {
+        Effect::Latency {
+            from,
+            to,
+            delay,
+            jitter,
+            bandwidth_kbit,
+        } => {
+            let find = |n: &String| {
+                addrs.iter().find(|a| a.node == *n).ok_or_else(|| {
+                    apply_err(
+                        n,
+                        "no address on the project network (is it running?)".into(),
+                    )
+                })
+            };
+            let (fa, ta) = (find(from)?, find(to)?);
+            let pid = pid_of(engine, &fa.container)
+                .await?
+                .ok_or_else(|| apply_err(&fa.container, "not running".into()))?;
+            let toxics = Toxics {
+                delay: *delay,
+                jitter: *jitter,
+                bandwidth_kbit: *bandwidth_kbit,
+            };
+            let mut set = JoinSet::new();
+            let mut rules = vec![];
+            for port in &ta.ports {
+                let upstream = SocketAddr::new(ta.ip, *port);
+                let l = TcpListener::bind(SocketAddr::new(fa.gateway, 0))
+                    .await
+                    .map_err(|e| {
+                        apply_err(
+                            &fa.container,
+                            format!("cannot listen on the host at {}: {e}", fa.gateway),
+                        )
+                    })?;
+                let local = l
+                    .local_addr()
+                    .map_err(|e| apply_err(&fa.container, e.to_string()))?;
+                set.spawn(serve(l, upstream, toxics));
+                rules.push(r(
+                    Hook::NatOutput,
+                    &[
+                        "-d",
+                        &ta.ip.to_string(),
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        &port.to_string(),
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        &local.to_string(),
+                    ],
+                ));
+            }
+            proxies()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(format!("{journal_key}#{id}"), set);
+            install(id, &fa.container, pid, &rules).await?;
+            // Connections opened before the rule bypass it; close them so they reopen
+            // through the proxy (Redis replicas reconnect at once).
+            for port in &ta.ports {
+                let _ = kill_conns(pid, ta.ip, *port).await;
+            }
+        }
+        effect => {
+            let planned = plan(effect, addrs).map_err(|e| apply_err(effect.primary(), e))?;
+            let mut pids = vec![];
+            for (container, _) in &planned {
+                let Some(pid) = pid_of(engine, container).await? else {
+                    return Err(apply_err(container, "not running".into()));
+                };
+                pids.push(pid);
+            }
+            // Every namespace at once: a partition is in force everywhere within one round
+            // of nsenter calls, not one container after the other.
+            let results = futures_util::future::join_all(
+                planned
+                    .iter()
+                    .zip(&pids)
+                    .map(|((container, rules), pid)| install(id, container, *pid, rules)),
+            )
+            .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        }
+    }
+    Ok(())
+}
+
+/// Closes the node's TCP connections to `ip:port` (`ss -K`, in its namespace).
+async fn kill_conns(pid: i64, ip: IpAddr, port: u16) -> Result<String, String> {
+    let args: Vec<String> = [
+        "-t",
+        &pid.to_string(),
+        "-n",
+        "ss",
+        "-K",
+        "dst",
+        &ip.to_string(),
+        "dport",
+        "=",
+        &port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run("nsenter", &args).await
+}
+
+/// Undoes fault `id`: chains out of every namespace it touched, its proxy stopped.
+pub async fn heal(
+    engine: &Engine,
+    journal_key: &str,
+    id: &str,
+    f: &NetFault,
+) -> Result<(), FaultError> {
+    let results =
+        futures_util::future::join_all(f.containers.iter().map(|c| uninstall(engine, id, c))).await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    // The DNAT is gone: stop the proxy, closing what went through it, so the connections
+    // reopen directly.
+    let set = proxies()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&format!("{journal_key}#{id}"));
+    drop(set);
+    Ok(())
+}
+
+fn proxies() -> &'static Mutex<HashMap<String, JoinSet<()>>> {
+    // The proxies of faults this process applied, by journal and fault id: a proxy lives as
+    // long as its fault, and dies with lab (heal then removes the DNAT left pointing at it).
+    static P: std::sync::OnceLock<Mutex<HashMap<String, JoinSet<()>>>> = std::sync::OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+/// Toxiproxy-style toxics applied to both directions of every proxied connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Toxics {
+    pub delay: Duration,
+    pub jitter: Duration,
+    pub bandwidth_kbit: Option<u32>,
+}
+
+/// Accepts connections and pipes each to `upstream` through the toxics, until aborted.
+async fn serve(l: TcpListener, upstream: SocketAddr, t: Toxics) {
+    let mut conns = JoinSet::new();
+    loop {
+        let Ok((down, _)) = l.accept().await else {
+            continue;
+        };
+        conns.spawn(async move {
+            let Ok(up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = down.set_nodelay(true);
+            let _ = up.set_nodelay(true);
+            let (dr, dw) = down.into_split();
+            let (ur, uw) = up.into_split();
+            tokio::join!(pipe(dr, uw, t), pipe(ur, dw, t));
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+}
+
+/// One direction: each chunk read is released at its arrival time plus the delay (+/- jitter),
+/// never before the previous chunk (order is kept), and no faster than the bandwidth allows.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    t: Toxics,
+) {
+    use rand::Rng;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        // Small chunks under a bandwidth cap, so the rate is smooth rather than bursty.
+        let mut buf = vec![
+            0u8;
+            if t.bandwidth_kbit.is_some() {
+                1024
+            } else {
+                16384
+            }
+        ];
+        let mut last = tokio::time::Instant::now();
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let now = tokio::time::Instant::now();
+            let j = t.jitter.as_micros() as i64;
+            let shift = if j > 0 {
+                rand::rng().random_range(-j..=j)
+            } else {
+                0
+            };
+            let d = (t.delay.as_micros() as i64 + shift).max(0) as u64;
+            let mut due = (now + Duration::from_micros(d)).max(last);
+            if let Some(kbit) = t.bandwidth_kbit {
+                let us = (n as u64 * 8 * 1000) / u64::from(kbit.max(1));
+                due = due.max(last + Duration::from_micros(us));
+            }
+            last = due;
+            if tx.send((due, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(node: &str, ip: &str) -> Addr {
+        Addr {
+            node: node.into(),
+            container: format!("x-{node}"),
+            ip: ip.parse().expect("ip"),
+            gateway: "10.0.0.1".parse().expect("ip"),
+            ports: vec![6379],
+        }
+    }
+
+    #[test]
+    fn partition_blocks_every_cross_pair_and_the_rest_is_a_side() {
+        let addrs = [
+            addr("a", "10.0.0.2"),
+            addr("b", "10.0.0.3"),
+            addr("c", "10.0.0.4"),
+        ];
+        let p = plan(
+            &Effect::Partition {
+                sides: vec![vec!["a".into()]],
+            },
+            &addrs,
+        )
+        .expect("plan");
+        let of = |c: &str| {
+            p.iter()
+                .find(|(x, _)| x == c)
+                .map(|(_, r)| r.clone())
+                .expect("container")
+        };
+        // a drops b and c both ways; b and c drop a, not each other.
+        assert_eq!(of("x-a").len(), 4);
+        let b = of("x-b");
+        assert_eq!(b.len(), 2);
+        assert!(b.iter().all(|r| r.args.contains(&"10.0.0.2".to_string())));
+        assert!(!b.iter().any(|r| r.args.contains(&"10.0.0.4".to_string())));
+    }
+
+    #[test]
+    fn one_way_drops_only_connections_the_sender_opens() {
+        let addrs = [addr("a", "10.0.0.2"), addr("b", "10.0.0.3")];
+        let p = plan(
+            &Effect::OneWay {
+                from: "a".into(),
+                to: "b".into(),
+            },
+            &addrs,
+        )
+        .expect("plan");
+        assert_eq!(p.len(), 2);
+        for (_, rules) in &p {
+            assert!(rules[0]
+                .args
+                .windows(2)
+                .any(|w| w == ["--ctdir", "ORIGINAL"]));
+        }
+        assert_eq!(p[0].1[0].hook, Hook::Output);
+        assert_eq!(p[1].1[0].hook, Hook::Input);
+    }
+
+    #[test]
+    fn unknown_node_is_a_clear_error() {
+        let e = plan(
+            &Effect::Isolate { node: "z".into() },
+            &[addr("a", "10.0.0.2")],
+        )
+        .expect_err("no z");
+        assert!(e.contains("z has no address"), "{e}");
+    }
+
+    #[test]
+    fn restore_script_fills_chains_before_jumping() {
+        let s = restore_script(
+            "f2",
+            &[
+                r(Hook::Input, &["-s", "10.0.0.3", "-j", "DROP"]),
+                r(
+                    Hook::NatOutput,
+                    &[
+                        "-d",
+                        "10.0.0.3",
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        "10.0.0.1:9",
+                    ],
+                ),
+            ],
+        );
+        assert_eq!(
+            s,
+            "*filter\n:LAB-f2-I - [0:0]\n-A LAB-f2-I -s 10.0.0.3 -j DROP\n-I INPUT 1 -j LAB-f2-I\nCOMMIT\n\
+             *nat\n:LAB-f2-N - [0:0]\n-A LAB-f2-N -d 10.0.0.3 -j DNAT --to-destination 10.0.0.1:9\n-I OUTPUT 1 -j LAB-f2-N\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn chain_names_fit_iptables() {
+        assert!(Hook::NatOutput.chain("f123456789").len() <= 28);
+    }
+
+    #[test]
+    fn journal_form_is_tagged_by_kind() {
+        let f = NetFault {
+            effect: Effect::Loss {
+                node: "redis-1".into(),
+                percent: 30,
+            },
+            mechanism: Mechanism::Iptables,
+            containers: vec!["x-redis-1".into()],
+        };
+        let j = serde_json::to_value(&f).expect("json");
+        assert_eq!(j["effect"]["loss"]["percent"], 30);
+        let back: NetFault = serde_json::from_value(j).expect("back");
+        assert_eq!(back, f);
+    }
+
+    #[tokio::test]
+    async fn proxy_delays_each_direction() {
+        // An echo server behind the proxy: one round trip crosses it twice.
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let up = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 64];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let px = l.local_addr().expect("addr");
+        let h = tokio::spawn(serve(
+            l,
+            up,
+            Toxics {
+                delay: Duration::from_millis(50),
+                jitter: Duration::ZERO,
+                bandwidth_kbit: None,
+            },
+        ));
+        let mut c = TcpStream::connect(px).await.expect("connect");
+        c.set_nodelay(true).expect("nodelay");
+        let mut b = [0u8; 4];
+        let t = std::time::Instant::now();
+        c.write_all(b"ping").await.expect("write");
+        c.read_exact(&mut b).await.expect("read");
+        let rtt = t.elapsed();
+        h.abort();
+        // 2 x 50 ms, timer resolution ~1 ms; allow scheduling on a loaded host.
+        assert!(
+            rtt >= Duration::from_millis(100) && rtt < Duration::from_millis(160),
+            "{rtt:?}"
+        );
+    }
+}
