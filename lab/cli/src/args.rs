@@ -96,9 +96,10 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart or pause.
+    /// kill, stop, restart, pause, stress, disk-full or clock-skew.
     pub kind: String,
-    /// A node name (redis-1), or `master-of:<group>` / `replica-of:<group>`, resolved live.
+    /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
+    /// `sentinels:minority|majority[:seed]` or `zone:<label>`, resolved live.
     pub target: String,
     /// Topology (or instance) the node belongs to.
     #[arg(long, short = 't')]
@@ -111,6 +112,18 @@ pub struct FaultArgs {
     /// Signal for kill.
     #[arg(long, default_value = "SIGKILL")]
     pub signal: String,
+    /// stress: busy CPU workers (default 1, or 0 when --memory is given).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// stress: memory to hold, e.g. 128m.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// disk-full: bytes to leave free, e.g. 1m (default 0).
+    #[arg(long)]
+    pub leave: Option<String>,
+    /// clock-skew: how far to move the clock, e.g. +90s or -2m.
+    #[arg(long, allow_hyphen_values = true)]
+    pub offset: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,11 @@
 //!
 //! The process faults here (kill, stop, restart, pause) all heal the same way: the container
 //! is thawed if frozen and started if not running. That heal is idempotent, so healing a
-//! fault twice, or one the engine already undid, is harmless.
+//! fault twice, or one the engine already undid, is harmless. Resource faults (stress, disk
+//! full, clock skew) run inside the container and heal there: see [`resource`].
+
+pub mod resource;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -29,6 +33,22 @@ pub enum Kind {
     Restart,
     /// Cgroup freezer.
     Pause,
+    /// stress-ng inside the node: `cpu` busy workers, `memory` bytes held by one vm worker.
+    Stress {
+        cpu: u32,
+        #[serde(default)]
+        memory: u64,
+    },
+    /// The data directory filled with one file, leaving `leave` bytes free. `dir` is found on
+    /// the node when the fault is prepared.
+    DiskFull {
+        #[serde(default)]
+        leave: u64,
+        #[serde(default)]
+        dir: String,
+    },
+    /// The node's wall clock moved by this many seconds (libfaketime).
+    ClockSkew { offset_s: i64 },
 }
 
 impl Kind {
@@ -38,7 +58,19 @@ impl Kind {
             Kind::Stop { .. } => "stop",
             Kind::Restart => "restart",
             Kind::Pause => "pause",
+            Kind::Stress { .. } => "stress",
+            Kind::DiskFull { .. } => "disk_full",
+            Kind::ClockSkew { .. } => "clock_skew",
         }
+    }
+
+    /// Whether the fault acts inside the container (healed by undoing it there) rather than
+    /// on the container itself.
+    pub fn is_resource(&self) -> bool {
+        matches!(
+            self,
+            Kind::Stress { .. } | Kind::DiskFull { .. } | Kind::ClockSkew { .. }
+        )
     }
 }
 
@@ -47,6 +79,16 @@ impl std::fmt::Display for Kind {
         match self {
             Kind::Kill { signal } if signal == "SIGKILL" => f.write_str("kill"),
             Kind::Kill { signal } => write!(f, "kill ({signal})"),
+            Kind::Stress { cpu, memory } => {
+                write!(f, "stress ({cpu} cpu workers")?;
+                if *memory > 0 {
+                    write!(f, ", {} MiB held", memory >> 20)?;
+                }
+                f.write_str(")")
+            }
+            Kind::DiskFull { leave: 0, .. } => f.write_str("disk full"),
+            Kind::DiskFull { leave, .. } => write!(f, "disk full ({leave} bytes left)"),
+            Kind::ClockSkew { offset_s } => write!(f, "clock skew ({offset_s:+}s)"),
             other => f.write_str(other.name()),
         }
     }
@@ -82,6 +124,18 @@ pub enum FaultError {
     Journal { path: String, message: String },
     #[error("node {node} has no container (is the instance up?)")]
     NoContainer { node: String },
+    #[error("{kind} is not supported on {node}: {reason}")]
+    Unsupported {
+        node: String,
+        kind: &'static str,
+        reason: String,
+    },
+    #[error("failed to {what} on {node}: {detail}")]
+    Apply {
+        node: String,
+        what: String,
+        detail: String,
+    },
 }
 
 /// The on-disk list of faults in force for one instance.
@@ -105,6 +159,11 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The instance timeline kept beside the journal.
+    pub fn timeline(&self) -> timeline::InstanceTimeline {
+        timeline::InstanceTimeline::at(self.path.with_file_name("timeline.jsonl"))
     }
 
     fn err(&self, message: impl Into<String>) -> FaultError {
@@ -193,6 +252,17 @@ pub async fn apply(
             node: node.to_string(),
         });
     }
+    if kind.is_resource() {
+        let kind = resource::prepare(engine, node, container, kind).await?;
+        let a = journal.record(kind.clone(), node, container, origin)?;
+        return match resource::apply(engine, node, container, &a.id, &kind).await {
+            Ok(()) => Ok(a),
+            Err(e) => {
+                let _ = heal(engine, journal, &a).await;
+                Err(e)
+            }
+        };
+    }
     let a = journal.record(kind.clone(), node, container, origin)?;
     let r = match &kind {
         Kind::Kill { signal } => engine.kill_container(container, signal).await,
@@ -202,6 +272,7 @@ pub async fn apply(
             .await
             .map(|_| ()),
         Kind::Pause => engine.pause_container(container).await,
+        _ => Ok(()),
     };
     match r {
         Ok(()) if matches!(kind, Kind::Restart) => {
@@ -219,6 +290,10 @@ pub async fn apply(
 /// Undoes a fault: thaws the container if frozen, starts it if not running, then drops the
 /// journal entry. A container that no longer exists has nothing left to heal.
 pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(), FaultError> {
+    if a.kind.is_resource() {
+        resource::heal(engine, &a.node, &a.container, &a.id, &a.kind).await?;
+        return journal.forget(&a.id);
+    }
     if let Some(c) = engine.inspect_container(&a.container).await? {
         let state = c.state.unwrap_or_default();
         if state.paused == Some(true) {
@@ -231,11 +306,16 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
     journal.forget(&a.id)
 }
 
-/// Heals every journalled fault of the instance; returns what was healed.
+/// Heals every journalled fault of the instance; returns what was healed. Process faults go
+/// first: a resource fault is undone inside its container, which must be thawed and running.
 pub async fn heal_all(engine: &Engine, journal: &Journal) -> Result<Vec<Applied>, FaultError> {
     let mut healed = vec![];
-    for a in journal.list()? {
+    let mut all = journal.list()?;
+    all.sort_by_key(|a| a.kind.is_resource());
+    for a in all {
         heal(engine, journal, &a).await?;
+        // The timeline is a record, not the source of truth: failing to write it heals anyway.
+        let _ = journal.timeline().healed(&a);
         healed.push(a);
     }
     Ok(healed)

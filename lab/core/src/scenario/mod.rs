@@ -43,6 +43,7 @@ mod fmt;
 mod form;
 mod locate;
 mod model;
+mod resource;
 mod validate;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ pub use model::{
     Action, Condition, FaultSpec, HealSpec, LoadMode, NodeRole, PinnedClient, Scenario, SourceText,
     Step, Target, Timing, WorkloadSpec,
 };
+pub use resource::{parse_bytes, parse_offset, Part, ResourceFault, ResourceKind};
 pub use validate::validate;
 
 #[derive(Debug, thiserror::Error)]
@@ -218,10 +220,15 @@ mod tests {
             names,
             [
                 "redis-cluster-master-kill",
+                "redis-sentinel-disk-full-aof",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
                 "redis-sentinel-replica-kill",
+                "redis-sentinel-replica-lost-and-back",
                 "redis-sentinel-seed-timers",
+                "redis-sentinel-sentinel-clock-skew",
+                "redis-sentinel-sentinel-majority-lost",
+                "redis-sentinel-sentinel-minority-lost",
             ]
         );
     }

@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 
 use super::assertion::Assertion;
 use super::locate::{locate, YamlPath};
+pub use super::resource::{Part, ResourceFault};
 use super::ScenarioError;
 use crate::measure::SentinelEvent;
 use crate::topology::Role;
@@ -199,6 +200,8 @@ pub enum FaultSpec {
         target: Target,
         duration: Option<Duration>,
     },
+    /// Resource faults (stress, disk full, clock skew): see `resource.rs`.
+    Resource(ResourceFault),
 }
 
 impl FaultSpec {
@@ -209,6 +212,7 @@ impl FaultSpec {
             FaultSpec::Stop { .. } => "stop",
             FaultSpec::Restart { .. } => "restart",
             FaultSpec::Pause { .. } => "pause",
+            FaultSpec::Resource(r) => r.key(),
         }
     }
 
@@ -219,6 +223,7 @@ impl FaultSpec {
             | FaultSpec::Stop { target, .. }
             | FaultSpec::Restart { target }
             | FaultSpec::Pause { target, .. } => vec![target],
+            FaultSpec::Resource(r) => vec![&r.target],
         }
     }
 
@@ -240,6 +245,7 @@ impl fmt::Display for FaultSpec {
                 Some(d) => write!(f, "pause {target} for {}", super::fmt::dur(*d)),
                 None => write!(f, "pause {target}"),
             },
+            FaultSpec::Resource(r) => r.fmt(f),
         }
     }
 }
@@ -274,6 +280,10 @@ pub enum Target {
     ReplicaOf(String),
     /// A node with this role, picked at random; `seed` makes the pick repeatable.
     AnyOf { role: Role, seed: Option<u64> },
+    /// Several Sentinels: a minority or a majority of them (see `resource.rs`).
+    Sentinels { part: Part, seed: Option<u64> },
+    /// Every node whose `x-lab` zone is this label.
+    Zone(String),
 }
 
 impl Target {
@@ -284,6 +294,8 @@ impl Target {
             Target::MasterOf(_) => "master_of",
             Target::ReplicaOf(_) => "replica_of",
             Target::AnyOf { .. } => "any_of",
+            Target::Sentinels { .. } => "sentinels",
+            Target::Zone(_) => "zone",
         }
     }
 }
@@ -299,6 +311,12 @@ impl fmt::Display for Target {
                 role,
                 seed: Some(s),
             } => write!(f, "any {role} (seed {s})"),
+            Target::Sentinels { part, seed: None } => write!(f, "a {part} of the Sentinels"),
+            Target::Sentinels {
+                part,
+                seed: Some(s),
+            } => write!(f, "a {part} of the Sentinels (seed {s})"),
+            Target::Zone(z) => write!(f, "zone {z}"),
         }
     }
 }
