@@ -9,8 +9,12 @@ for b in "${flavor}-server" valkey-server redis-server; do
   if command -v "$b" >/dev/null 2>&1; then server="$b"; break; fi
 done
 [ -n "$server" ] || { echo "start-server: no valkey-server or redis-server in this image" >&2; exit 1; }
-mkdir -p /data
-set -- "$server" /etc/lab/redis.conf \
+# LAB_DATA_DIR: /data (a volume) or /data-limited (a size-limited tmpfs, for disk_full faults).
+dir="${LAB_DATA_DIR:-/data}"
+mkdir -p "$dir"
+# A disk_full fault's fill file left by a lab that died before healing it.
+rm -f "$dir"/lab-fill-*
+set -- "$server" /etc/lab/redis.conf --dir "$dir" \
   --maxmemory "${LAB_MAXMEMORY:-256mb}" \
   --maxmemory-policy "${LAB_MAXMEMORY_POLICY:-noeviction}"
 if [ -n "${LAB_PASSWORD:-}" ]; then

@@ -139,12 +139,13 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart, pause; network: isolate, partition, one-way, cut-clients, loss,
-    /// latency.
+    /// kill, stop, restart, pause; resource: stress, disk-full, clock-skew; network:
+    /// isolate, partition, one-way, cut-clients, loss, latency.
     pub kind: String,
-    /// A node name (redis-1), or `master-of:<group>` / `replica-of:<group>`, resolved live.
-    /// For `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form
-    /// one more side.
+    /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
+    /// `sentinels:minority|majority[:seed]` or `zone:<label>`, resolved live. For
+    /// `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form one
+    /// more side.
     pub target: String,
     /// one-way: the node the target can no longer reach; latency: the far end of the link.
     #[arg(long)]
@@ -175,6 +176,18 @@ pub struct FaultArgs {
     /// Signal for kill.
     #[arg(long, default_value = "SIGKILL")]
     pub signal: String,
+    /// stress: busy CPU workers (default 1, or 0 when --memory is given).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// stress: memory to hold, e.g. 128m.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// disk-full: bytes to leave free, e.g. 1m (default 0).
+    #[arg(long)]
+    pub leave: Option<String>,
+    /// clock-skew: how far to move the clock, e.g. +90s or -2m.
+    #[arg(long, allow_hyphen_values = true)]
+    pub offset: Option<String>,
 }
 
 #[derive(Debug, Args)]

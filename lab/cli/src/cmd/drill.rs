@@ -9,7 +9,8 @@ use lab_core::fault::{self, Journal, Kind};
 use lab_core::measure::Unavailability;
 use lab_core::observe::ObserveConfig;
 use lab_core::report::RunReport;
-use lab_core::scenario::{self, Target};
+use lab_core::scenario::{self, Part, Target};
+use lab_core::topology::Role;
 
 use super::Ctx;
 use crate::args::{DrillArgs, FaultArgs, HealArgs, ReportCmd};
@@ -144,7 +145,18 @@ pub async fn drill(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
             println!("{line}");
         }
     };
-    let out = drill::run(&engine, &sc, &opts, &progress).await?;
+    let out = match drill::run(&engine, &sc, &opts, &progress).await {
+        Ok(out) => out,
+        // Exit 3: the drill needs what this host or image lacks; said, never silently skipped.
+        Err(drill::DrillError::Unsupported(why)) => {
+            eprintln!(
+                "lab: drill {} needs a capability this host lacks: {why}",
+                sc.name()
+            );
+            return Ok(3);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
         println!("{}", out.report.to_json()?);
     } else {
@@ -200,14 +212,51 @@ fn instance(topology: &str, name: &Option<String>) -> String {
     })
 }
 
-fn parse_target(s: &str) -> Target {
-    if let Some(g) = s.strip_prefix("master-of:") {
+fn parse_target(s: &str) -> Result<Target> {
+    let seed = |rest: Option<&str>| -> Result<Option<u64>> {
+        rest.map(|r| {
+            r.parse::<u64>()
+                .with_context(|| format!("`{r}` in target `{s}` is not a seed (a whole number)"))
+        })
+        .transpose()
+    };
+    Ok(if let Some(g) = s.strip_prefix("master-of:") {
         Target::MasterOf(g.to_string())
     } else if let Some(g) = s.strip_prefix("replica-of:") {
         Target::ReplicaOf(g.to_string())
+    } else if let Some(z) = s.strip_prefix("zone:") {
+        Target::Zone(z.to_string())
+    } else if let Some(rest) = s.strip_prefix("any:") {
+        let (role, rest) = rest
+            .split_once(':')
+            .map_or((rest, None), |(a, b)| (a, Some(b)));
+        let role = match role {
+            "master" => Role::Master,
+            "replica" => Role::Replica,
+            "sentinel" => Role::Sentinel,
+            "cluster-node" => Role::ClusterNode,
+            other => bail!("`{other}` in target `{s}` is not a role; write master, replica, sentinel or cluster-node"),
+        };
+        Target::AnyOf {
+            role,
+            seed: seed(rest)?,
+        }
+    } else if let Some(rest) = s.strip_prefix("sentinels:") {
+        let (part, rest) = rest
+            .split_once(':')
+            .map_or((rest, None), |(a, b)| (a, Some(b)));
+        let part = match part {
+            "minority" => Part::Minority,
+            "majority" => Part::Majority,
+            other => bail!("`{other}` in target `{s}` is not minority or majority"),
+        };
+        Target::Sentinels {
+            part,
+            seed: seed(rest)?,
+        }
     } else {
         Target::Node(s.to_string())
-    }
+    })
 }
 
 fn dur(flag: &str, v: &Option<String>) -> Result<Option<Duration>> {
@@ -219,11 +268,57 @@ fn dur(flag: &str, v: &Option<String>) -> Result<Option<Duration>> {
         .transpose()
 }
 
+/// The journal's kind for a process or resource fault; `None` for a network fault.
+fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
+    let bytes = |flag: &str, v: &Option<String>| -> Result<u64> {
+        v.as_deref()
+            .map(|v| scenario::parse_bytes(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+            .transpose()
+            .map(|b| b.unwrap_or(0))
+    };
+    Ok(Some(match a.kind.as_str() {
+        "kill" => Kind::Kill {
+            signal: a.signal.clone(),
+        },
+        "stop" => Kind::Stop {
+            grace: Duration::from_secs(10),
+        },
+        "restart" => Kind::Restart,
+        "pause" => Kind::Pause,
+        "stress" => {
+            let memory = bytes("memory", &a.memory)?;
+            Kind::Stress {
+                cpu: a.cpu.unwrap_or(if memory > 0 { 0 } else { 1 }),
+                memory,
+            }
+        }
+        "disk-full" => Kind::DiskFull {
+            leave: bytes("leave", &a.leave)?,
+            dir: String::new(),
+        },
+        "clock-skew" => {
+            let Some(o) = &a.offset else {
+                bail!("clock-skew needs --offset, e.g. --offset +90s");
+            };
+            Kind::ClockSkew {
+                offset_s: scenario::parse_offset(o)
+                    .map_err(|e| anyhow::anyhow!("--offset: {e}"))?,
+            }
+        }
+        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => return Ok(None),
+        other => bail!(
+            "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
+             stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss \
+             and latency"
+        ),
+    }))
+}
+
 /// The network effect `lab fault <kind>` asks for, targets resolved live; `None` for a
 /// process fault.
 async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Result<Option<Effect>> {
     let one = |t: String| async move {
-        drill::target::resolve(inst, &parse_target(&t))
+        drill::target::resolve(inst, &parse_target(&t)?)
             .await
             .map_err(anyhow::Error::msg)
     };
@@ -278,39 +373,51 @@ async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Resu
 }
 
 pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
-    let process = match a.kind.as_str() {
-        "kill" => Some(Kind::Kill {
-            signal: a.signal.clone(),
-        }),
-        "stop" => Some(Kind::Stop {
-            grace: Duration::from_secs(10),
-        }),
-        "restart" => Some(Kind::Restart),
-        "pause" => Some(Kind::Pause),
-        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => None,
-        other => {
-            bail!("unknown fault kind `{other}`; this build injects kill, stop, restart, pause, isolate, partition, one-way, cut-clients, loss and latency")
-        }
-    };
+    let process = fault_kind(&a)?;
     let hold = dur("for", &a.duration)?;
     let engine = ctx.engine().await?;
     let name = instance(&a.topology, &a.name);
     let inst = lab_core::lifecycle::open(&engine, &name, &ctx.project, &ctx.state_root).await?;
     let journal = Journal::new(&ctx.state_root, &name);
-    let applied = match process {
+    let timeline = journal.timeline();
+    let mut applied = vec![];
+    match process {
         Some(kind) => {
-            let node = drill::target::resolve(&inst, &parse_target(&a.target))
+            let nodes = drill::target::resolve_all(&inst, &parse_target(&a.target)?)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            fault::apply(
-                &engine,
-                &journal,
-                kind,
-                &node,
-                &inst.container_name(&node),
-                "lab fault",
-            )
-            .await?
+            // Every node is checked before any is touched: refused whole, never half-applied.
+            if kind.is_resource() {
+                for n in &nodes {
+                    fault::resource::prepare(&engine, n, &inst.container_name(n), kind.clone())
+                        .await?;
+                }
+            }
+            for n in &nodes {
+                match fault::apply(
+                    &engine,
+                    &journal,
+                    kind.clone(),
+                    n,
+                    &inst.container_name(n),
+                    "lab fault",
+                )
+                .await
+                {
+                    Ok(f) => {
+                        timeline.applied(&f)?;
+                        println!("{} applied: {}", f.id, f.describe());
+                        applied.push(f);
+                    }
+                    Err(e) => {
+                        for f in &applied {
+                            fault::heal(&engine, &journal, f).await?;
+                            timeline.healed(f)?;
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
         }
         None => {
             let effect = net_effect(&inst, &a)
@@ -318,11 +425,15 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
                 .context("not a network fault")?;
             let (f, addrs) = net::prepare(&engine, &inst, effect).await?;
             println!("mechanism: {}", f.mechanism);
-            fault::apply_net(&engine, &journal, f, &addrs, "lab fault").await?
+            let f = fault::apply_net(&engine, &journal, f, &addrs, "lab fault").await?;
+            timeline.applied(&f)?;
+            println!("{} applied: {}", f.id, f.describe());
+            applied.push(f);
         }
-    };
-    println!("{} applied: {}", applied.id, applied.describe());
-    let needs_lab = matches!(&applied.kind, Kind::Net(n) if n.effect.needs_proxy());
+    }
+    let needs_lab = applied
+        .iter()
+        .any(|f| matches!(&f.kind, Kind::Net(n) if n.effect.needs_proxy()));
     let hold = match hold {
         Some(d) => d,
         None if needs_lab => {
@@ -332,8 +443,8 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
             Duration::from_secs(u64::from(u32::MAX))
         }
         None => {
-            if !matches!(applied.kind, Kind::Restart) {
-                println!("it stays until `lab heal {} {}`", a.topology, applied.id);
+            for f in applied.iter().filter(|f| !matches!(f.kind, Kind::Restart)) {
+                println!("{} stays until `lab heal {} {}`", f.id, a.topology, f.id);
             }
             return Ok(0);
         }
@@ -344,12 +455,15 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
         _ = tokio::time::sleep(hold) => {}
         _ = tokio::signal::ctrl_c() => { println!("interrupted"); }
     }
-    fault::heal(&engine, &journal, &applied).await?;
-    println!(
-        "{} healed after {:.1}s",
-        applied.id,
-        started.elapsed().as_secs_f64()
-    );
+    for f in &applied {
+        fault::heal(&engine, &journal, f).await?;
+        timeline.healed(f)?;
+        println!(
+            "{} healed after {:.1}s",
+            f.id,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(0)
 }
 
@@ -389,8 +503,12 @@ pub async fn heal(ctx: &Ctx, a: HealArgs) -> Result<u8> {
     if chosen.is_empty() {
         println!("nothing to heal on `{name}`");
     }
+    // Process faults first: a resource fault is undone inside a thawed, running container.
+    let mut chosen = chosen;
+    chosen.sort_by_key(|f| f.kind.is_resource());
     for f in chosen {
         fault::heal(&engine, &journal, &f).await?;
+        journal.timeline().healed(&f)?;
         println!("healed {} ({})", f.id, f.describe());
     }
     Ok(0)

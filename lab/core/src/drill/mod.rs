@@ -44,6 +44,9 @@ pub enum DrillError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Run(String),
+    /// A fault of the drill needs a capability this host or image lacks.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl From<topology::TopologyError> for DrillError {
@@ -132,10 +135,10 @@ impl Seen {
     }
 }
 
-/// A fault of this run still in force.
+/// A fault of this run still in force (one journal entry per node it hit).
 struct Active {
     id: u32,
-    applied: Applied,
+    applied: Vec<Applied>,
     /// Thaw/restart at this time (`pause ... for`).
     until: Option<Instant>,
 }
@@ -214,26 +217,28 @@ impl Runner<'_> {
             return;
         };
         let a = self.active.remove(pos);
-        match fault::heal(self.engine, &self.journal, &a.applied).await {
-            Ok(()) => {
-                self.seen.push(Event::new(
-                    self.now(),
-                    EventKind::FaultHealed {
-                        id,
-                        target: a.applied.node.clone(),
-                    },
-                ));
-                (self.progress)(&format!(
-                    "t={}  healed F{id} ({})",
-                    secs(self.now()),
-                    a.applied.describe()
-                ));
-            }
-            Err(e) => {
-                self.failures.push(failure(
-                    &format!("heal F{id}"),
-                    &format!("could not heal {}: {e}", a.applied.describe()),
-                ));
+        for applied in &a.applied {
+            match fault::heal(self.engine, &self.journal, applied).await {
+                Ok(()) => {
+                    self.seen.push(Event::new(
+                        self.now(),
+                        EventKind::FaultHealed {
+                            id,
+                            target: applied.node.clone(),
+                        },
+                    ));
+                    (self.progress)(&format!(
+                        "t={}  healed F{id} ({})",
+                        secs(self.now()),
+                        applied.describe()
+                    ));
+                }
+                Err(e) => {
+                    self.failures.push(failure(
+                        &format!("heal F{id}"),
+                        &format!("could not heal {}: {e}", applied.describe()),
+                    ));
+                }
             }
         }
     }
@@ -256,46 +261,74 @@ impl Runner<'_> {
         let [t] = spec.targets()[..] else {
             return Err("faults with several targets are not supported yet".into());
         };
-        let node = target::resolve(&self.inst, t).await?;
-        let kind = match spec {
-            FaultSpec::Kill { signal, .. } => Kind::Kill {
-                signal: signal.clone(),
-            },
-            FaultSpec::Stop { grace, .. } => Kind::Stop { grace: *grace },
-            FaultSpec::Restart { .. } => Kind::Restart,
-            FaultSpec::Pause { .. } => Kind::Pause,
-            FaultSpec::Net { .. } => return Err("network fault on the process path".into()),
+        let nodes = target::resolve_all(&self.inst, t).await?;
+        let Some(kind) = kind_of(spec) else {
+            return Err("network fault on the process path".into());
         };
         let until = match spec {
             FaultSpec::Pause {
                 duration: Some(d), ..
             } => Some(*d),
+            FaultSpec::Resource(r) => r.duration,
             _ => None,
         };
-        let container = self.inst.container_name(&node);
+        // Every node is checked before any is touched: a fault the host cannot do on one of
+        // them is refused whole, never half-applied.
+        if kind.is_resource() {
+            for n in &nodes {
+                fault::resource::prepare(
+                    self.engine,
+                    n,
+                    &self.inst.container_name(n),
+                    kind.clone(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
         let called = self.now();
-        let applied = fault::apply(
-            self.engine,
-            &self.journal,
-            kind.clone(),
-            &node,
-            &container,
-            &self.origin,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let mut all_applied = vec![];
+        for n in &nodes {
+            let container = self.inst.container_name(n);
+            match fault::apply(
+                self.engine,
+                &self.journal,
+                kind.clone(),
+                n,
+                &container,
+                &self.origin,
+            )
+            .await
+            {
+                Ok(a) => all_applied.push(a),
+                Err(e) => {
+                    // Undo the nodes already hit, so the fault is all or nothing.
+                    for a in &all_applied {
+                        let _ = fault::heal(self.engine, &self.journal, a).await;
+                    }
+                    return Err(e.to_string());
+                }
+            }
+        }
+        let node = nodes.join(",");
         let returned = self.now();
         let action = match kind {
             Kind::Pause => ContainerAction::Pause,
             _ => ContainerAction::Die,
         };
-        let deadline = Instant::now() + Duration::from_secs(1);
+        // Resource faults are in force when their exec returns; no engine event marks them.
+        let wait = if kind.is_resource() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
+        let deadline = Instant::now() + wait;
         let mut at = None;
         while Instant::now() < deadline {
             let notified = self.seen.changed.notified();
             at = self.seen.any(|e| {
                 e.at + Duration::from_millis(50) >= called
-                    && matches!(&e.kind, EventKind::Container { node: n, action: a } if *n == node && *a == action)
+                    && matches!(&e.kind, EventKind::Container { node: n, action: a } if nodes.contains(n) && *a == action)
             });
             if at.is_some() {
                 break;
@@ -317,7 +350,7 @@ impl Runner<'_> {
         if !matches!(kind, Kind::Restart) {
             self.active.push(Active {
                 id,
-                applied,
+                applied: all_applied,
                 until: until.map(|d| Instant::now() + d),
             });
         }
@@ -357,7 +390,7 @@ impl Runner<'_> {
         ));
         self.active.push(Active {
             id,
-            applied,
+            applied: vec![applied],
             until: duration.map(|d| Instant::now() + d),
         });
         Ok(())
@@ -503,6 +536,49 @@ impl Runner<'_> {
     }
 }
 
+/// Checks every resource fault of the drill on every node its target could resolve to, before
+/// any load or fault: a fault this host or image cannot do refuses the drill up front.
+pub async fn check_resource_capabilities(
+    engine: &Engine,
+    sc: &Scenario,
+    inst: &Instance,
+) -> Result<(), DrillError> {
+    for (id, step, spec) in sc.faults() {
+        let Some(kind) = kind_of(spec).filter(Kind::is_resource) else {
+            continue;
+        };
+        for t in spec.targets() {
+            for n in target::candidates(&inst.topology, t) {
+                if let Err(e) =
+                    fault::resource::prepare(engine, n, &inst.container_name(n), kind.clone()).await
+                {
+                    return Err(DrillError::Unsupported(format!(
+                        "{}:{}: fault F{id} ({spec}) cannot run here: {e}; nothing was injected",
+                        sc.source.file, sc.steps[step].line
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The journal's kind for a drill step's fault.
+/// `None` for network faults, which are journalled by `fault::apply_net` with their resolved
+/// effect instead.
+pub fn kind_of(spec: &FaultSpec) -> Option<Kind> {
+    Some(match spec {
+        FaultSpec::Kill { signal, .. } => Kind::Kill {
+            signal: signal.clone(),
+        },
+        FaultSpec::Stop { grace, .. } => Kind::Stop { grace: *grace },
+        FaultSpec::Restart { .. } => Kind::Restart,
+        FaultSpec::Pause { .. } => Kind::Pause,
+        FaultSpec::Resource(r) => r.fault_kind(),
+        FaultSpec::Net { .. } => return None,
+    })
+}
+
 fn failure(expr: &str, message: &str) -> AssertionResult {
     AssertionResult {
         expr: expr.to_string(),
@@ -568,7 +644,9 @@ fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
     match to {
         scenario::Target::MasterOf(g) | scenario::Target::ReplicaOf(g) => Some(g.clone()),
         scenario::Target::Node(n) => inst.topology.service(n).and_then(|s| s.group.clone()),
-        scenario::Target::AnyOf { .. } => None,
+        scenario::Target::AnyOf { .. }
+        | scenario::Target::Sentinels { .. }
+        | scenario::Target::Zone(_) => None,
     }
 }
 
@@ -620,7 +698,7 @@ pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, Strin
 
 /// Refuses, in one sentence and before anything starts, a drill whose faults this host
 /// cannot inject.
-pub fn check_capabilities(sc: &Scenario, caps: &HostCapabilities) -> Result<(), DrillError> {
+pub fn check_net_capabilities(sc: &Scenario, caps: &HostCapabilities) -> Result<(), DrillError> {
     for (id, _, spec) in sc.faults() {
         let FaultSpec::Net { net, .. } = spec else {
             continue;
@@ -669,7 +747,7 @@ pub async fn run(
         .faults()
         .any(|(_, _, f)| matches!(f, FaultSpec::Net { .. }))
     {
-        check_capabilities(sc, &host_capabilities(engine.info.rootless))?;
+        check_net_capabilities(sc, &host_capabilities(engine.info.rootless))?;
     }
     let started_at = fault::now_rfc3339();
     let instance = opts.instance.clone().unwrap_or_else(|| topo.name.clone());
@@ -712,6 +790,7 @@ pub async fn run(
         )));
     }
     let inst = Arc::new(inst);
+    check_resource_capabilities(engine, sc, &inst).await?;
     let map = AddrMap::build(engine, &inst).await?;
 
     // Observers first, so the load's first seconds and every fault are on the timeline.

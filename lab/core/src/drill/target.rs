@@ -1,5 +1,7 @@
 //! Fault targets resolved live: "the master of g1" is whichever node of g1 reports
 //! `role:master` right now (asked over its published port), not what the file said at start.
+//! The choices themselves (seeded picks, a part of the Sentinels, a zone) are pure functions
+//! of the candidates, so they are tested without containers and repeat for the same seed.
 
 use std::time::Duration;
 
@@ -8,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use crate::lifecycle::probe::{cmd, redis_conn};
 use crate::lifecycle::verify::parse_info;
 use crate::lifecycle::Instance;
-use crate::scenario::Target;
-use crate::topology::Role;
+use crate::scenario::{Part, Target};
+use crate::topology::{Role, Topology};
 
 const T: Duration = Duration::from_secs(2);
 
@@ -113,12 +115,162 @@ pub async fn resolve(inst: &Instance, t: &Target) -> Result<String, String> {
                     .map(|s| s.name.as_str())
                     .collect(),
             };
-            if candidates.is_empty() {
-                return Err(format!("no node is a {role} right now"));
-            }
-            let seed = seed.unwrap_or_else(|| rand::rng().random());
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            Ok(candidates[rng.random_range(0..candidates.len())].to_string())
+            pick_one(&candidates, *seed)
+                .map(str::to_string)
+                .ok_or_else(|| format!("no node is a {role} right now"))
         }
+        Target::Sentinels { .. } | Target::Zone(_) => {
+            Err(format!("{t} can be several nodes; name one node instead"))
+        }
+    }
+}
+
+/// Resolves a target to every node it names: one for most targets, several for a part of
+/// the Sentinels or a zone.
+pub async fn resolve_all(inst: &Instance, t: &Target) -> Result<Vec<String>, String> {
+    match t {
+        Target::Sentinels { part, seed } => {
+            let all = names_with_role(&inst.topology, Role::Sentinel);
+            let chosen = pick_part(&all, *part, *seed);
+            if chosen.is_empty() {
+                return Err(format!(
+                    "{t} is nobody: the topology has {} Sentinel(s)",
+                    all.len()
+                ));
+            }
+            Ok(chosen.into_iter().map(str::to_string).collect())
+        }
+        Target::Zone(z) => {
+            let nodes = in_zone(&inst.topology, z);
+            if nodes.is_empty() {
+                return Err(format!("no node is in zone {z}"));
+            }
+            Ok(nodes.into_iter().map(str::to_string).collect())
+        }
+        other => Ok(vec![resolve(inst, other).await?]),
+    }
+}
+
+/// Every node a target could resolve to at any time (the members of a group for
+/// `master_of`, every Sentinel for a part of them...): the nodes a fault's capability is
+/// checked on before the drill starts.
+pub fn candidates<'a>(topo: &'a Topology, t: &Target) -> Vec<&'a str> {
+    let data = |s: &&crate::topology::ServicePlan| {
+        matches!(s.role, Role::Master | Role::Replica | Role::ClusterNode)
+    };
+    match t {
+        Target::Node(n) => topo
+            .service(n)
+            .map(|s| s.name.as_str())
+            .into_iter()
+            .collect(),
+        Target::MasterOf(g) | Target::ReplicaOf(g) => topo
+            .services
+            .iter()
+            .filter(data)
+            .filter(|s| s.group.as_deref() == Some(g.as_str()))
+            .map(|s| s.name.as_str())
+            .collect(),
+        Target::AnyOf { role, .. } => topo
+            .services
+            .iter()
+            .filter(|s| match role {
+                Role::Master | Role::Replica => data(s),
+                other => s.role == *other,
+            })
+            .map(|s| s.name.as_str())
+            .collect(),
+        Target::Sentinels { .. } => names_with_role(topo, Role::Sentinel),
+        Target::Zone(z) => in_zone(topo, z),
+    }
+}
+
+fn names_with_role(topo: &Topology, role: Role) -> Vec<&str> {
+    topo.services
+        .iter()
+        .filter(|s| s.role == role)
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// Nodes whose `x-lab` zone is `zone`, in file order.
+pub fn in_zone<'a>(topo: &'a Topology, zone: &str) -> Vec<&'a str> {
+    topo.services
+        .iter()
+        .filter(|s| s.zone.as_deref() == Some(zone))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// One candidate, at random; the same seed and candidates always give the same node.
+pub fn pick_one<'a>(candidates: &[&'a str], seed: Option<u64>) -> Option<&'a str> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let seed = seed.unwrap_or_else(|| rand::rng().random());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Some(candidates[rng.random_range(0..candidates.len())])
+}
+
+/// A minority or majority of `all`: the first ones in file order without a seed (so the drill
+/// reads plainly), a seeded sample otherwise; always returned in file order.
+pub fn pick_part<'a>(all: &[&'a str], part: Part, seed: Option<u64>) -> Vec<&'a str> {
+    let k = part.of(all.len());
+    let Some(seed) = seed else {
+        return all[..k].to_vec();
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut idx: Vec<usize> = rand::seq::index::sample(&mut rng, all.len(), k).into_vec();
+    idx.sort_unstable();
+    idx.into_iter().map(|i| all[i]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: [&str; 5] = [
+        "sentinel-1",
+        "sentinel-2",
+        "sentinel-3",
+        "sentinel-4",
+        "sentinel-5",
+    ];
+
+    #[test]
+    fn seeded_picks_repeat() {
+        let c = ["redis-2", "redis-4", "redis-6"];
+        let a = pick_one(&c, Some(42));
+        for _ in 0..20 {
+            assert_eq!(pick_one(&c, Some(42)), a);
+        }
+        // Different seeds reach every candidate: the pick is not stuck on one.
+        let mut seen: Vec<&str> = (0..64).filter_map(|s| pick_one(&c, Some(s))).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, c.to_vec());
+        assert_eq!(pick_one(&[], Some(1)), None);
+    }
+
+    #[test]
+    fn parts_of_the_sentinels() {
+        assert_eq!(pick_part(&S[..3], Part::Minority, None), vec!["sentinel-1"]);
+        assert_eq!(
+            pick_part(&S[..3], Part::Majority, None),
+            vec!["sentinel-1", "sentinel-2"]
+        );
+        let m = pick_part(&S, Part::Majority, Some(9));
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            pick_part(&S, Part::Majority, Some(9)),
+            m,
+            "same seed, same part"
+        );
+        let mut sorted = m.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, m, "in file order");
+        let m2 = pick_part(&S, Part::Minority, Some(9));
+        assert_eq!(m2.len(), 2);
+        assert!(m2.iter().all(|n| S.contains(n)));
     }
 }

@@ -486,6 +486,37 @@ impl Engine {
         })
     }
 
+    /// Starts a command in a container and returns without waiting for it. The engine's exec
+    /// keeps it as a child of the runtime, which reaps it: unlike a process left behind by a
+    /// shell, it never becomes a zombie of the container's PID 1.
+    pub async fn exec_detached(&self, container: &str, cmd: &[String]) -> Result<(), EngineError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions};
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(false),
+                    attach_stderr: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::call("create exec in container", container, e))?;
+        self.docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| EngineError::call("start exec in container", container, e))?;
+        Ok(())
+    }
+
     /// Runs a command and fails unless it exits 0.
     pub async fn exec_ok(&self, container: &str, cmd: &[String]) -> Result<String, EngineError> {
         let out = self.exec(container, cmd).await?;

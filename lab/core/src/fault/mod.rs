@@ -6,9 +6,12 @@
 //! The process faults here (kill, stop, restart, pause) all heal the same way: the container
 //! is thawed if frozen and started if not running. That heal is idempotent, so healing a
 //! fault twice, or one the engine already undid, is harmless. Network faults (`net`) are
-//! iptables rules and proxies; they heal by removing exactly what they added.
+//! iptables rules and proxies; they heal by removing exactly what they added. Resource faults
+//! (stress, disk full, clock skew) run inside the container and heal there: see [`resource`].
 
 pub mod net;
+pub mod resource;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -34,6 +37,22 @@ pub enum Kind {
     Pause,
     /// A network fault (`net.rs`): rules in the nodes' network namespaces, or a proxy.
     Net(net::NetFault),
+    /// stress-ng inside the node: `cpu` busy workers, `memory` bytes held by one vm worker.
+    Stress {
+        cpu: u32,
+        #[serde(default)]
+        memory: u64,
+    },
+    /// The data directory filled with one file, leaving `leave` bytes free. `dir` is found on
+    /// the node when the fault is prepared.
+    DiskFull {
+        #[serde(default)]
+        leave: u64,
+        #[serde(default)]
+        dir: String,
+    },
+    /// The node's wall clock moved by this many seconds (libfaketime).
+    ClockSkew { offset_s: i64 },
 }
 
 impl Kind {
@@ -44,7 +63,19 @@ impl Kind {
             Kind::Restart => "restart",
             Kind::Pause => "pause",
             Kind::Net(n) => n.effect.name(),
+            Kind::Stress { .. } => "stress",
+            Kind::DiskFull { .. } => "disk_full",
+            Kind::ClockSkew { .. } => "clock_skew",
         }
+    }
+
+    /// Whether the fault acts inside the container (healed by undoing it there) rather than
+    /// on the container itself.
+    pub fn is_resource(&self) -> bool {
+        matches!(
+            self,
+            Kind::Stress { .. } | Kind::DiskFull { .. } | Kind::ClockSkew { .. }
+        )
     }
 }
 
@@ -54,6 +85,16 @@ impl std::fmt::Display for Kind {
             Kind::Kill { signal } if signal == "SIGKILL" => f.write_str("kill"),
             Kind::Kill { signal } => write!(f, "kill ({signal})"),
             Kind::Net(n) => n.effect.fmt(f),
+            Kind::Stress { cpu, memory } => {
+                write!(f, "stress ({cpu} cpu workers")?;
+                if *memory > 0 {
+                    write!(f, ", {} MiB held", memory >> 20)?;
+                }
+                f.write_str(")")
+            }
+            Kind::DiskFull { leave: 0, .. } => f.write_str("disk full"),
+            Kind::DiskFull { leave, .. } => write!(f, "disk full ({leave} bytes left)"),
+            Kind::ClockSkew { offset_s } => write!(f, "clock skew ({offset_s:+}s)"),
             other => f.write_str(other.name()),
         }
     }
@@ -95,8 +136,20 @@ pub enum FaultError {
     NoContainer { node: String },
     #[error("this host cannot inject `{fault}`: {reason}")]
     Unsupported { fault: String, reason: String },
+    #[error("{kind} is not supported on {node}: {reason}")]
+    NotOnNode {
+        node: String,
+        kind: &'static str,
+        reason: String,
+    },
     #[error("network fault on {container}: {message}")]
     Net { container: String, message: String },
+    #[error("failed to {what} on {node}: {detail}")]
+    Apply {
+        node: String,
+        what: String,
+        detail: String,
+    },
 }
 
 /// The on-disk list of faults in force for one instance.
@@ -125,6 +178,11 @@ impl Journal {
     /// Names the instance among journals in this process (keys the running proxies).
     pub fn key(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// The instance timeline kept beside the journal.
+    pub fn timeline(&self) -> timeline::InstanceTimeline {
+        timeline::InstanceTimeline::at(self.path.with_file_name("timeline.jsonl"))
     }
 
     fn err(&self, message: impl Into<String>) -> FaultError {
@@ -219,6 +277,17 @@ pub async fn apply(
             message: "network faults are applied with fault::apply_net".into(),
         });
     }
+    if kind.is_resource() {
+        let kind = resource::prepare(engine, node, container, kind).await?;
+        let a = journal.record(kind.clone(), node, container, origin)?;
+        return match resource::apply(engine, node, container, &a.id, &kind).await {
+            Ok(()) => Ok(a),
+            Err(e) => {
+                let _ = heal(engine, journal, &a).await;
+                Err(e)
+            }
+        };
+    }
     let a = journal.record(kind.clone(), node, container, origin)?;
     let r = match &kind {
         Kind::Kill { signal } => engine.kill_container(container, signal).await,
@@ -229,6 +298,7 @@ pub async fn apply(
             .map(|_| ()),
         Kind::Pause => engine.pause_container(container).await,
         Kind::Net(_) => unreachable_net(container),
+        _ => Ok(()),
     }
     .map_err(FaultError::from);
     match r {
@@ -282,6 +352,10 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
         net::heal(engine, &journal.key(), &a.id, n).await?;
         return journal.forget(&a.id);
     }
+    if a.kind.is_resource() {
+        resource::heal(engine, &a.node, &a.container, &a.id, &a.kind).await?;
+        return journal.forget(&a.id);
+    }
     if let Some(c) = engine.inspect_container(&a.container).await? {
         let state = c.state.unwrap_or_default();
         if state.paused == Some(true) {
@@ -294,11 +368,16 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
     journal.forget(&a.id)
 }
 
-/// Heals every journalled fault of the instance; returns what was healed.
+/// Heals every journalled fault of the instance; returns what was healed. Process faults go
+/// first: a resource fault is undone inside its container, which must be thawed and running.
 pub async fn heal_all(engine: &Engine, journal: &Journal) -> Result<Vec<Applied>, FaultError> {
     let mut healed = vec![];
-    for a in journal.list()? {
+    let mut all = journal.list()?;
+    all.sort_by_key(|a| a.kind.is_resource());
+    for a in all {
         heal(engine, journal, &a).await?;
+        // The timeline is a record, not the source of truth: failing to write it heals anyway.
+        let _ = journal.timeline().healed(&a);
         healed.push(a);
     }
     Ok(healed)

@@ -83,6 +83,11 @@ const TABLE: &[Spec] = &[
             "redis-sentinel",
             "redis-tools",
             "prometheus-redis-exporter",
+            // Resource faults run inside the node: stress-ng for CPU and memory pressure,
+            // procps so a heal can find and end what a fault started. (No libfaketime: it
+            // deadlocks at start-up in servers linked with jemalloc, as both of these are.)
+            "stress-ng",
+            "procps",
         ],
         // Sentinels run from the server images (valkey-sentinel / redis-sentinel are in them),
         // as with the upstream images.

@@ -630,8 +630,16 @@ fn create_body(inst: &Instance, s: &ServicePlan) -> ContainerCreateBody {
             port_bindings: Some(bindings),
             cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
             init: s.init,
-            tmpfs: (!s.tmpfs.is_empty())
-                .then(|| s.tmpfs.iter().map(|t| (t.clone(), String::new())).collect()),
+            // Compose's short form `path[:options]`, e.g. `/data-limited:size=64m`.
+            tmpfs: (!s.tmpfs.is_empty()).then(|| {
+                s.tmpfs
+                    .iter()
+                    .map(|t| match t.split_once(':') {
+                        Some((path, opts)) => (path.to_string(), opts.to_string()),
+                        None => (t.clone(), String::new()),
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {

@@ -13,6 +13,7 @@ use super::assertion::{self, Assertion, Metric};
 use super::locate::{locate_in_scalar, YamlPath};
 use super::model::*;
 use super::net::{NetSpec, Via};
+use super::resource::{ClockSkewForm, DiskFullForm, SentinelsForm, StressForm};
 use super::{closest, ScenarioError};
 use crate::measure::SentinelEvent;
 use crate::topology::Role;
@@ -26,9 +27,9 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// A duration written with its unit (`500ms`, `5s`, `1m30s`). A bare number is an error:
 /// seconds or milliseconds is exactly the mix-up a drill file must not allow.
 #[derive(Debug, Clone, Copy)]
-struct Dur(Duration);
+pub(super) struct Dur(pub(super) Duration);
 
-fn parse_dur(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_dur(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if !t.is_empty() && t.parse::<f64>().is_ok() {
         return Err(format!("`{t}` has no unit; write {t}s or {t}ms"));
@@ -442,6 +443,9 @@ one_of!(FaultSpec, FaultForm, "fault",
             bandwidth_kbit: f.bandwidth_kbit,
             via: f.via,
         }, f.lasts),
+        stress: StressForm => |f: StressForm| FaultSpec::Resource(f.into()),
+        disk_full: DiskFullForm => |f: DiskFullForm| FaultSpec::Resource(f.into()),
+        clock_skew: ClockSkewForm => |f: ClockSkewForm| FaultSpec::Resource(f.into()),
     },
 );
 
@@ -452,6 +456,8 @@ one_of!(Target, TargetOneOf, "target",
         master_of: String => Target::MasterOf,
         replica_of: String => Target::ReplicaOf,
         any_of: AnyOfForm => |a: AnyOfForm| Target::AnyOf { role: a.role, seed: a.seed },
+        sentinels: SentinelsForm => |s: SentinelsForm| Target::Sentinels { part: s.part, seed: s.seed },
+        zone: String => Target::Zone,
     },
 );
 
@@ -1111,7 +1117,7 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),

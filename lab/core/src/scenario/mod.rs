@@ -44,6 +44,7 @@ mod form;
 mod locate;
 mod model;
 mod net;
+mod resource;
 mod validate;
 
 use std::path::Path;
@@ -56,6 +57,7 @@ pub use model::{
     Step, Target, Timing, WorkloadSpec,
 };
 pub use net::{NetSpec, Via};
+pub use resource::{parse_bytes, parse_offset, Part, ResourceFault, ResourceKind};
 pub use validate::validate;
 
 #[derive(Debug, thiserror::Error)]
@@ -220,10 +222,15 @@ mod tests {
             names,
             [
                 "redis-cluster-master-kill",
+                "redis-sentinel-disk-full-aof",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
                 "redis-sentinel-replica-kill",
+                "redis-sentinel-replica-lost-and-back",
                 "redis-sentinel-seed-timers",
+                "redis-sentinel-sentinel-clock-skew",
+                "redis-sentinel-sentinel-majority-lost",
+                "redis-sentinel-sentinel-minority-lost",
             ]
         );
     }

@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 
 use super::assertion::Assertion;
 use super::locate::{locate, YamlPath};
+pub use super::resource::{Part, ResourceFault};
 use super::ScenarioError;
 use crate::measure::SentinelEvent;
 use crate::topology::Role;
@@ -204,6 +205,8 @@ pub enum FaultSpec {
         net: super::net::NetSpec,
         duration: Option<Duration>,
     },
+    /// Resource faults (stress, disk full, clock skew): see `resource.rs`.
+    Resource(ResourceFault),
 }
 
 impl FaultSpec {
@@ -215,6 +218,7 @@ impl FaultSpec {
             FaultSpec::Restart { .. } => "restart",
             FaultSpec::Pause { .. } => "pause",
             FaultSpec::Net { net, .. } => net.key(),
+            FaultSpec::Resource(r) => r.key(),
         }
     }
 
@@ -226,6 +230,7 @@ impl FaultSpec {
             | FaultSpec::Restart { target }
             | FaultSpec::Pause { target, .. } => vec![target],
             FaultSpec::Net { net, .. } => net.targets_at().into_iter().map(|(_, _, t)| t).collect(),
+            FaultSpec::Resource(r) => vec![&r.target],
         }
     }
 
@@ -251,6 +256,7 @@ impl fmt::Display for FaultSpec {
                 Some(d) => write!(f, "{net} for {}", super::fmt::dur(*d)),
                 None => net.fmt(f),
             },
+            FaultSpec::Resource(r) => r.fmt(f),
         }
     }
 }
@@ -285,6 +291,10 @@ pub enum Target {
     ReplicaOf(String),
     /// A node with this role, picked at random; `seed` makes the pick repeatable.
     AnyOf { role: Role, seed: Option<u64> },
+    /// Several Sentinels: a minority or a majority of them (see `resource.rs`).
+    Sentinels { part: Part, seed: Option<u64> },
+    /// Every node whose `x-lab` zone is this label.
+    Zone(String),
 }
 
 impl Target {
@@ -295,6 +305,8 @@ impl Target {
             Target::MasterOf(_) => "master_of",
             Target::ReplicaOf(_) => "replica_of",
             Target::AnyOf { .. } => "any_of",
+            Target::Sentinels { .. } => "sentinels",
+            Target::Zone(_) => "zone",
         }
     }
 }
@@ -310,6 +322,12 @@ impl fmt::Display for Target {
                 role,
                 seed: Some(s),
             } => write!(f, "any {role} (seed {s})"),
+            Target::Sentinels { part, seed: None } => write!(f, "a {part} of the Sentinels"),
+            Target::Sentinels {
+                part,
+                seed: Some(s),
+            } => write!(f, "a {part} of the Sentinels (seed {s})"),
+            Target::Zone(z) => write!(f, "zone {z}"),
         }
     }
 }

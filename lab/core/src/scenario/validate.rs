@@ -140,6 +140,45 @@ impl Check<'_> {
                     self.fail(at, msg);
                 }
             }
+            Target::Sentinels { part, .. } => {
+                let n = self.topo.with_role(Role::Sentinel).len();
+                if let Some(why) = need_data {
+                    self.fail(at, format!("Sentinels hold no data, and {why}"));
+                } else if part.of(n) == 0 {
+                    let msg = format!(
+                        "topology {} has {n} Sentinel(s), so a {part} of them is nobody",
+                        self.name()
+                    );
+                    self.fail(at, msg);
+                }
+            }
+            Target::Zone(z) => {
+                let mut zones: Vec<&str> = vec![];
+                for s in &self.topo.services {
+                    if let Some(z) = s.zone.as_deref() {
+                        if !zones.contains(&z) {
+                            zones.push(z);
+                        }
+                    }
+                }
+                if let Some(why) = need_data {
+                    self.fail(
+                        at,
+                        format!("a zone can hold several nodes, and {why}; name one node"),
+                    );
+                } else if !zones.contains(&z.as_str()) {
+                    let msg = if zones.is_empty() {
+                        format!("topology {} gives no node a zone", self.name())
+                    } else {
+                        format!(
+                            "topology {} has no zone `{z}`; its zones: {}",
+                            self.name(),
+                            zones.join(", ")
+                        )
+                    };
+                    self.fail(at, msg);
+                }
+            }
         }
     }
 
