@@ -368,7 +368,8 @@ enum Job {
         id: u32,
         called: Duration,
         returned: Duration,
-        result: Result<Applied, String>,
+        // Boxed: a network fault's journal entry is large.
+        result: Result<Box<Applied>, String>,
     },
     Healed {
         id: u32,
@@ -660,6 +661,7 @@ impl Core {
             let called = t0.elapsed();
             let result = fault::apply(&engine, &journal, kind, &node, &container, "lab tui")
                 .await
+                .map(Box::new)
                 .map_err(|e| e.to_string());
             let _ = tx.send(Job::Applied {
                 id,
@@ -713,7 +715,7 @@ impl Core {
                             _ => ContainerAction::Die,
                         };
                         let text = format!("F{id} {} applied", f.view.description);
-                        f.applied = Some(a);
+                        f.applied = Some(*a);
                         f.pending = Some((
                             called,
                             returned,
