@@ -43,11 +43,10 @@ wait_for "Drill file" 10
 tmux send-keys -t "$S" Enter
 wait_for "drill redis-sentinel-master-kill" 30
 measure "during the master-kill drill"
-# 30 key presses in one burst while the drill runs: Down x 37 then Up x 7 from redis-1 ends on
-# the node at index (37-7) mod 10 = 0 -> redis-1 again only if none is dropped; use 33 downs.
+# 33 Down presses in one burst while the drill runs: from redis-1 (index 0 of 10 nodes) the
+# selection must land on index 33 mod 10 = 3, redis-4, if no key is dropped.
 i=0; while [ $i -lt 33 ]; do tmux send-keys -t "$S" Down; i=$((i+1)); done
 sleep 2
-# 33 mod 10 = 3 -> the fourth node in display order: redis-4.
 if tmux capture-pane -p -t "$S" | grep -q ">redis-4 "; then
   echo "input under load: 33 keys in a burst, selection landed on redis-4 as expected (none dropped)"
 else
