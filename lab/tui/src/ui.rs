@@ -157,7 +157,7 @@ fn draw_topology(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         let g = n.group.as_deref();
         if last_group != Some(g) {
             let title = match g {
-                Some(g) => format!("{g}"),
+                Some(g) => g.to_string(),
                 None => "other".to_string(),
             };
             lines.push(Line::from(Span::styled(

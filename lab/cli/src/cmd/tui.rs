@@ -92,6 +92,7 @@ async fn plain(session: Session, hold: Option<Duration>) -> Result<Ended> {
     let mut snaps = session.snapshots.clone();
     let mut printed_events = 0usize;
     let mut reported: Vec<u32> = vec![];
+    let mut last_message = None;
     let mut last_load = tokio::time::Instant::now();
     let until = hold.map(|d| tokio::time::Instant::now() + d);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -113,8 +114,9 @@ async fn plain(session: Session, hold: Option<Duration>) -> Result<Ended> {
                 }
                 printed_events = s.events_total;
                 if let Some(m) = &s.message {
-                    if m.at + Duration::from_millis(300) > s.elapsed {
+                    if last_message.as_ref() != Some(m) {
                         println!("{}", m.text);
+                        last_message = Some(m.clone());
                     }
                 }
                 for f in &s.faults {

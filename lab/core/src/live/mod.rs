@@ -313,20 +313,17 @@ fn apply_status(v: &mut NodeView, s: &NodeStatus) {
         "exited" | "dead" | "created" | "removing" => NodeState::Down,
         _ => NodeState::Unknown,
     };
+    // A reading without a role (the probe timed out) keeps the last role seen; a stopped
+    // server's role is not shown by front ends anyway.
     v.role = match s.live_role.as_deref() {
         Some("master") => Some(Role::Master),
         Some("slave") => Some(Role::Replica),
-        _ if matches!(
-            v.kind,
-            crate::topology::Role::Master
-                | crate::topology::Role::Replica
-                | crate::topology::Role::ClusterNode
-        ) && v.state != NodeState::Up =>
-        {
-            v.role
-        }
-        _ => None,
+        Some(_) => None,
+        None => v.role,
     };
+    if s.live_role.is_none() && v.state == NodeState::Up {
+        return;
+    }
     v.link_up = None;
     v.replicas = None;
     match s.link.as_deref() {
@@ -938,6 +935,20 @@ impl Core {
             self.say(Level::Warn, "a drill is already running");
             return;
         }
+        // A drill heals every journalled fault of the instance before it starts; the
+        // session's own would be undone behind its back.
+        if self.faults.iter().any(|f| {
+            matches!(
+                f.view.state,
+                FaultState::Active { .. } | FaultState::Applying
+            )
+        }) {
+            self.say(
+                Level::Warn,
+                "heal the session's faults first (H): a drill starts from a healthy topology",
+            );
+            return;
+        }
         let sc = match scenario::load(&path) {
             Ok(sc) => sc,
             Err(e) => {
@@ -1276,4 +1287,133 @@ impl Core {
 
 fn opt_secs(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.2}s", d.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{FailoverMetrics, Window, WindowEnd};
+
+    #[test]
+    fn network_faults_are_refused_with_a_reason_process_faults_are_not() {
+        for f in [FaultRequest::Isolate, FaultRequest::Slow] {
+            let e = f.kind().expect_err("refused");
+            assert!(e.contains(f.name()) && e.contains("kill"), "{e}");
+        }
+        assert_eq!(FaultRequest::Pause.kind(), Ok(Kind::Pause));
+        assert!(
+            matches!(FaultRequest::Kill.kind(), Ok(Kind::Kill { signal }) if signal == "SIGKILL")
+        );
+    }
+
+    fn status(state: &str, health: &str, role: Option<&str>, link: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            name: "redis-2".into(),
+            container: "x-redis-2".into(),
+            declared_role: crate::topology::Role::Replica,
+            live_role: role.map(str::to_string),
+            group: Some("g1".into()),
+            state: state.into(),
+            health: health.into(),
+            link: link.map(str::to_string),
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn status_readings_update_nodes_and_a_failed_reading_keeps_the_role() {
+        let mut v = NodeView {
+            name: "redis-2".into(),
+            group: Some("g1".into()),
+            kind: crate::topology::Role::Replica,
+            role: None,
+            state: NodeState::Unknown,
+            link_up: None,
+            replicas: None,
+            port: Some(1),
+            fault: None,
+        };
+        apply_status(
+            &mut v,
+            &status("running", "ok", Some("slave"), Some("link up")),
+        );
+        assert_eq!(
+            (v.state, v.role, v.link_up),
+            (NodeState::Up, Some(Role::Replica), Some(true))
+        );
+        apply_status(
+            &mut v,
+            &status("running", "ok", Some("master"), Some("2 replica(s)")),
+        );
+        assert_eq!(
+            (v.role, v.link_up, v.replicas),
+            (Some(Role::Master), None, Some(2))
+        );
+        // INFO timed out: what was known stays.
+        apply_status(&mut v, &status("running", "ok", None, None));
+        assert_eq!((v.role, v.replicas), (Some(Role::Master), Some(2)));
+        apply_status(&mut v, &status("paused", "down (paused)", None, None));
+        assert_eq!(v.state, NodeState::Paused);
+        apply_status(&mut v, &status("exited", "down (exited)", None, None));
+        assert_eq!(v.state, NodeState::Down);
+    }
+
+    fn view(state: FaultState, promotion: Option<u64>, end: Option<u64>) -> FaultView {
+        let ms = Duration::from_millis;
+        FaultView {
+            id: 1,
+            description: "kill redis-1".into(),
+            target: "redis-1".into(),
+            state,
+            stopwatch: Some(FaultReport {
+                id: 1,
+                at: ms(1000),
+                description: "kill redis-1".into(),
+                target: "redis-1".into(),
+                window_end: WindowEnd::EndOfRun { at: ms(9000) },
+                metrics: FailoverMetrics {
+                    detection: Some(ms(3000)),
+                    promotion: promotion.map(ms),
+                    unavailability: crate::measure::Unavailability::Outage(Window {
+                        start: ms(1000),
+                        end: end.map(ms),
+                        bound: ms(9000),
+                        started_before_fault: false,
+                        failed_writes: 10,
+                        interruptions: 0,
+                    }),
+                    recovery: None,
+                    resolution: ms(100),
+                    event_resolution: ms(250),
+                    notes: vec![],
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn phase_follows_the_stopwatch() {
+        let active = FaultState::Active {
+            at: Duration::from_secs(1),
+        };
+        assert_eq!(view(active.clone(), None, None).phase(), Phase::InProgress);
+        // Promoted but clients still failing: not over.
+        assert_eq!(
+            view(active.clone(), Some(3500), None).phase(),
+            Phase::InProgress
+        );
+        assert_eq!(
+            view(active, Some(3500), Some(5000)).phase(),
+            Phase::Measured
+        );
+        let mut refused = view(
+            FaultState::Refused {
+                reason: "no".into(),
+            },
+            None,
+            None,
+        );
+        refused.stopwatch = None;
+        assert_eq!(refused.phase(), Phase::NotStarted);
+    }
 }
