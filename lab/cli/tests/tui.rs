@@ -81,8 +81,8 @@ fn kill_key_shows_promotion_and_unavailability_and_q_restores_everything() {
     for (i, engine) in engines().into_iter().enumerate() {
         let lab = Lab::new(&engine);
         let name = format!("tui-e2e-{}", engine.name);
-        // Inside this test's range (40000-40990); the second engine well away from the first.
-        let port_base = (40000 + 500 * i).to_string();
+        // Below the ephemeral port range (32768+), where client sockets of parallel tests live.
+        let port_base = (25000 + 500 * i).to_string();
         let _down = Down {
             lab: &lab,
             topology: "redis-sentinel".into(),

@@ -284,11 +284,12 @@ pub fn failover_measured() -> Snapshot {
     s
 }
 
-/// An isolate request on a build that cannot inject network faults.
+/// An isolate request on a host that cannot put rules in a container's network namespace
+/// (the refusal `fault::net::prepare` gives, before anything is applied).
 pub fn fault_refused() -> Snapshot {
     let mut s = healthy();
-    let reason =
-        "isolate is a network fault; this build injects kill, stop, pause and restart only";
+    let reason = "this host cannot inject `isolate`: iptables cannot run in a container's \
+         network namespace (not root)";
     s.faults = vec![FaultView {
         id: 1,
         description: "isolate redis-3".into(),

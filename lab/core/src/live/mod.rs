@@ -44,8 +44,9 @@ pub enum LiveError {
     Ended { instance: String, message: String },
 }
 
-/// A fault the user can ask for from a front end. Network faults (isolate, slow) are
-/// bound to keys already; the core refuses them until it can inject them.
+/// A fault the user can ask for from a front end. Isolate cuts the node off from everyone
+/// (iptables in its network namespace); slow is refused with a pointer to `lab fault
+/// latency`, which needs both ends of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultRequest {
     Kill,
@@ -79,10 +80,12 @@ impl FaultRequest {
             }),
             FaultRequest::Pause => Ok(Kind::Pause),
             FaultRequest::Restart => Ok(Kind::Restart),
-            FaultRequest::Isolate | FaultRequest::Slow => Err(format!(
-                "{} is a network fault; this build injects kill, stop, pause and restart only",
-                self.name()
-            )),
+            FaultRequest::Isolate => Err("isolate is a network fault (fault::apply_net)".into()),
+            FaultRequest::Slow => Err(
+                "slowing a link needs its two ends; use `lab fault latency <node> --to <peer> \
+                 --delay 100ms`"
+                    .into(),
+            ),
         }
     }
 }
@@ -601,7 +604,9 @@ impl Core {
         let id = self.next_id();
         let description = format!("{} {node}", req.name());
         let kind = match req.kind() {
-            Ok(k) => k,
+            Ok(k) => Some(k),
+            // Isolate is a network fault: journalled by `fault::apply_net` below.
+            Err(_) if req == FaultRequest::Isolate => None,
             Err(reason) => {
                 self.say(Level::Warn, format!("{description} refused: {reason}"));
                 self.faults.push(SessionFault {
@@ -653,13 +658,26 @@ impl Core {
             self.job_tx.clone(),
         );
         let container = self.inst.container_name(&node);
+        let inst = self.inst.clone();
         let t0 = self.t0;
         tokio::spawn(async move {
             let called = t0.elapsed();
-            let result = fault::apply(&engine, &journal, kind, &node, &container, "lab tui")
-                .await
-                .map(Box::new)
-                .map_err(|e| e.to_string());
+            let result = match kind {
+                Some(kind) => {
+                    fault::apply(&engine, &journal, kind, &node, &container, "lab tui").await
+                }
+                None => {
+                    let effect = fault::net::Effect::Isolate { node: node.clone() };
+                    match fault::net::prepare(&engine, &inst, effect).await {
+                        Ok((f, addrs)) => {
+                            fault::apply_net(&engine, &journal, f, &addrs, "lab tui").await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            .map(Box::new)
+            .map_err(|e| e.to_string());
             let _ = tx.send(Job::Applied {
                 id,
                 called,
