@@ -31,7 +31,7 @@ fn drill(
             dir.to_str().expect("utf8"),
         ]);
         let err = String::from_utf8_lossy(&o.stderr);
-        if o.status.code() == Some(2) && err.contains("is in use") {
+        if o.status.code() == Some(2) && err.contains("in use") {
             eprintln!("{err}");
             bases.remove(0);
             continue;
