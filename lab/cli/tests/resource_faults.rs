@@ -15,12 +15,32 @@ use common::*;
 
 const TOPO: &str = "redis-sentinel";
 
-fn port_base(engine: &TestEngine) -> &'static str {
-    if engine.name == "docker" {
-        "42000"
-    } else {
-        "42300"
+/// Brings the topology up on the first of `bases` whose ports are free. This test's port
+/// range lies inside the host's ephemeral range, where a client socket of anything else on the
+/// host can hold a port for a while.
+fn up(lab: &Lab, name: &str, bases: &[u16], extra: &[&str]) {
+    for b in bases {
+        let b = b.to_string();
+        let mut args = vec![
+            "up",
+            TOPO,
+            "--name",
+            name,
+            "--port-base",
+            &b,
+            "--timeout",
+            "300s",
+        ];
+        args.extend_from_slice(extra);
+        let o = lab.run(&args);
+        if o.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("in use"), "lab {args:?} failed:\n{err}");
+        eprintln!("{err}");
     }
+    panic!("no free port base among {bases:?}");
 }
 
 /// `<engine> exec <container> sh -c <script>`: stdout, trimmed.
@@ -179,18 +199,12 @@ fn resource_faults_apply_show_and_heal() {
             name: name.clone(),
         };
         let n = name.as_str();
-        lab.ok(&[
-            "up",
-            TOPO,
-            "--name",
-            n,
-            "--port-base",
-            port_base(&engine),
-            "--set",
-            "data-dir=/data-limited",
-            "--timeout",
-            "300s",
-        ]);
+        let bases: &[u16] = if engine.name == "docker" {
+            &[42000, 42050, 42100]
+        } else {
+            &[42300, 42350, 42400]
+        };
+        up(&lab, n, bases, &["--set", "data-dir=/data-limited"]);
         let status = lab.status_json(TOPO, n);
         let pw = lab.password(n);
         let c1 = format!("{n}-redis-1");
@@ -377,21 +391,12 @@ fn killed_lab_leaves_no_stress_after_heal() {
             name: name.clone(),
         };
         let n = name.as_str();
-        let pb = if engine.name == "docker" {
-            "42600"
+        let bases: &[u16] = if engine.name == "docker" {
+            &[42600, 42650, 42700]
         } else {
-            "42800"
+            &[42800, 42850, 42900]
         };
-        lab.ok(&[
-            "up",
-            TOPO,
-            "--name",
-            n,
-            "--port-base",
-            pb,
-            "--timeout",
-            "300s",
-        ]);
+        up(&lab, n, bases, &[]);
 
         // A stress fault held for 5 minutes by a `lab fault` that is then SIGKILLed.
         let mut child = lab
@@ -423,10 +428,15 @@ fn killed_lab_leaves_no_stress_after_heal() {
         let j = journal(&lab, n);
         let node = j["faults"][0]["node"].as_str().expect("node").to_string();
         let container = format!("{n}-{node}");
-        assert!(
-            stress_procs(&lab, &container) >= 2,
-            "stress running in {container}"
-        );
+        // Journalled first, then started: wait for the workers (engine calls are slow here).
+        let t = Instant::now();
+        while stress_procs(&lab, &container) < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "stress never ran in {container}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         // The seed picks the same replica every time (three replicas, seed 7); pausing it
         // on top makes the heal order matter (thaw first, then end the stress inside).
         let again = lab.ok(&["fault", "pause", "any:replica:7", "-t", TOPO, "--name", n]);
@@ -459,8 +469,6 @@ fn killed_lab_leaves_no_stress_after_heal() {
             "scenarios/redis-sentinel-sentinel-clock-skew.yaml",
             "--name",
             n,
-            "--port-base",
-            pb,
             "--report-dir",
             reports.path().to_str().expect("utf8"),
         ]);

@@ -244,7 +244,14 @@ impl Runner<'_> {
     }
 
     async fn heal_all(&mut self) {
-        let ids: Vec<u32> = self.active.iter().map(|a| a.id).collect();
+        // Process faults first: a resource fault is undone inside a thawed, running container.
+        let mut active: Vec<(bool, u32)> = self
+            .active
+            .iter()
+            .map(|a| (a.applied.iter().any(|x| x.kind.is_resource()), a.id))
+            .collect();
+        active.sort();
+        let ids: Vec<u32> = active.into_iter().map(|(_, id)| id).collect();
         for id in ids {
             self.heal(id).await;
         }

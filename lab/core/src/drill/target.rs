@@ -252,6 +252,64 @@ mod tests {
         assert_eq!(pick_one(&[], Some(1)), None);
     }
 
+    /// The shipped Sentinel topology, with zones given by hand (no shipped file has zones yet).
+    fn zoned() -> Topology {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../compose/redis-sentinel.yaml");
+        let mut t = crate::topology::load(&path, &Default::default()).expect("topology");
+        for s in &mut t.services {
+            s.zone = match s.name.as_str() {
+                "redis-1" | "redis-3" | "sentinel-1" => Some("a".into()),
+                "redis-2" | "sentinel-2" => Some("b".into()),
+                _ => None,
+            };
+        }
+        t
+    }
+
+    #[test]
+    fn zones_and_candidates_from_the_topology() {
+        let t = zoned();
+        assert_eq!(in_zone(&t, "a"), vec!["redis-1", "redis-3", "sentinel-1"]);
+        assert_eq!(in_zone(&t, "b"), vec!["redis-2", "sentinel-2"]);
+        assert!(in_zone(&t, "c").is_empty());
+        assert_eq!(
+            candidates(&t, &Target::Zone("b".into())),
+            vec!["redis-2", "sentinel-2"]
+        );
+        // A group's master can be any of its data nodes, whatever the file says.
+        assert_eq!(
+            candidates(&t, &Target::MasterOf("g1".into())),
+            vec!["redis-1", "redis-2"]
+        );
+        assert_eq!(
+            candidates(
+                &t,
+                &Target::Sentinels {
+                    part: Part::Majority,
+                    seed: None
+                }
+            ),
+            vec!["sentinel-1", "sentinel-2", "sentinel-3"]
+        );
+        assert_eq!(
+            candidates(
+                &t,
+                &Target::AnyOf {
+                    role: Role::Replica,
+                    seed: Some(1)
+                }
+            )
+            .len(),
+            6,
+            "any data node can be a replica after failovers"
+        );
+        assert_eq!(
+            candidates(&t, &Target::Node("nope".into())),
+            Vec::<&str>::new()
+        );
+    }
+
     #[test]
     fn parts_of_the_sentinels() {
         assert_eq!(pick_part(&S[..3], Part::Minority, None), vec!["sentinel-1"]);

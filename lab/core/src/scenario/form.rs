@@ -1121,11 +1121,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart or pause, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, stress, disk_full or clock_skew, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),
-            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of or any_of"
+            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of, any_of, sentinels or zone"
         );
         assert_eq!(
             parse_err("steps:\n  - heal: some\n"),
