@@ -65,9 +65,9 @@ fn seed_failure_mode_drills() {
         // sockets in TIME_WAIT can hold any port of this range for a minute.
         let bases = |from: u16| (0..6).map(|i| from + 25 * i).collect::<Vec<u16>>();
         let (mut a, mut b) = if engine.name == "docker" {
-            (bases(42150), bases(42300))
+            (bases(30150), bases(30300))
         } else {
-            (bases(42450), bases(42600))
+            (bases(30450), bases(30600))
         };
         let reports = tempfile::tempdir().expect("reports");
         let name = format!("res-drills-{}", engine.name);

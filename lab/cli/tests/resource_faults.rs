@@ -200,9 +200,9 @@ fn resource_faults_apply_show_and_heal() {
         };
         let n = name.as_str();
         let bases: &[u16] = if engine.name == "docker" {
-            &[42000, 42050, 42100]
+            &[30000, 30050, 30100]
         } else {
-            &[42300, 42350, 42400]
+            &[30300, 30350, 30400]
         };
         up(&lab, n, bases, &["--set", "data-dir=/data-limited"]);
         let status = lab.status_json(TOPO, n);
@@ -392,9 +392,9 @@ fn killed_lab_leaves_no_stress_after_heal() {
         };
         let n = name.as_str();
         let bases: &[u16] = if engine.name == "docker" {
-            &[42600, 42650, 42700]
+            &[30600, 30650, 30700]
         } else {
-            &[42800, 42850, 42900]
+            &[30800, 30850, 30900]
         };
         up(&lab, n, bases, &[]);
 
