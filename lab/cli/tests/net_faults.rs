@@ -470,7 +470,10 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
             rep["before_us"].as_u64().expect("before"),
             rep["during_us"].as_u64().expect("during"),
         );
-        assert!(during >= before + 150_000 && during >= 200_000, "{rep}");
+        assert!(
+            during >= before + 180_000 && during < before + 400_000,
+            "{rep}"
+        );
         assert!(rep["samples_during"].as_u64().expect("n") >= 10, "{rep}");
 
         // Killed mid-drill while the link is slowed: the DNAT stays, pointing at a proxy

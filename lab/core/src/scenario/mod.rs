@@ -220,10 +220,13 @@ mod tests {
             names,
             [
                 "redis-cluster-master-kill",
+                "redis-cluster-minority-partition",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
                 "redis-sentinel-replica-kill",
                 "redis-sentinel-seed-timers",
+                "redis-sentinel-slow-replica-link",
+                "redis-sentinel-split-brain",
             ]
         );
     }
