@@ -315,6 +315,78 @@ fn network_faults_applied_observed_healed() {
         let roles = redis_conn(m, Some(&pw));
         drop(roles);
 
+        // Bandwidth: the same link capped at 2000 kbit/s (no delay). A 250 kB value takes
+        // 250_000 x 8 / 2_000_000 = 1.0 s to reach the replica, so SET + WAIT 1 takes that
+        // long; uncapped it takes well under 0.3 s. Tolerance: -10% (the cap is paced per
+        // 1 kB chunk) and +1 s (a loaded 2-core host). This `lab` heals by itself (--for).
+        let big = "x".repeat(250_000);
+        let timed_big_write = |c: &mut redis::Connection| {
+            let t = Instant::now();
+            let _: () = redis::cmd("SET")
+                .arg("net-big")
+                .arg(&big)
+                .query(c)
+                .expect("SET");
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(10_000)
+                .query(c)
+                .expect("WAIT");
+            assert_eq!(acked, 1);
+            t.elapsed()
+        };
+        let mut mc = redis_conn(m, Some(&pw));
+        mc.set_read_timeout(Some(Duration::from_secs(15))).ok();
+        let uncapped = timed_big_write(&mut mc);
+        assert!(
+            uncapped < Duration::from_millis(300),
+            "{}: {uncapped:?}",
+            engine.name
+        );
+        let mut capped_holder = lab
+            .cmd(&[
+                "fault",
+                "latency",
+                "redis-2",
+                "--to",
+                "redis-1",
+                "--delay",
+                "0ms",
+                "--bandwidth-kbit",
+                "2000",
+                "--for",
+                "25s",
+                "-t",
+                "redis-sentinel",
+                "--name",
+                &inst,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lab fault latency --bandwidth-kbit");
+        assert!(becomes(true, Duration::from_secs(10), || journal_len(
+            &lab, &inst
+        ) == 2));
+        // Let the replica reconnect through the proxy: a small write is acknowledged.
+        assert!(becomes(true, Duration::from_secs(10), || wait_rtt(
+            m, &pw, 1
+        )
+            < Duration::from_millis(600)));
+        let capped = timed_big_write(&mut mc);
+        assert!(
+            capped >= Duration::from_millis(900) && capped < Duration::from_millis(2000),
+            "{}: 250 kB at 2000 kbit/s took {capped:?} (uncapped {uncapped:?})",
+            engine.name
+        );
+        let st = capped_holder.wait().expect("lab fault exits after --for");
+        assert!(st.success(), "lab fault latency --for healed and exited");
+        assert_eq!(
+            journal_len(&lab, &inst),
+            1,
+            "only the held latency fault is left"
+        );
+
         // Crash safety: `lab` dies holding the proxy fault, with an iptables fault applied by
         // another `lab` as well. What stays behind is journalled; `lab heal` removes it all.
         fault(&["partition", "redis-4"]);
@@ -343,6 +415,10 @@ fn network_faults_applied_observed_healed() {
             engine.name
         );
         assert!(r("redis-4", "redis-3") && r("redis-2", "redis-1"));
+        eprintln!(
+            "{}: every network fault applied, observed, healed",
+            engine.name
+        );
     }
 }
 
@@ -542,5 +618,6 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
             &format!("{}: cluster minority-partition drill", engine.name),
         );
         assert_eq!(lab_chains(&lab, &cinst), Vec::<String>::new());
+        eprintln!("{}: network drills green, killed drill healed", engine.name);
     }
 }
