@@ -149,15 +149,30 @@ fn network_faults_applied_observed_healed() {
             topology: "redis-sentinel".into(),
             name: inst.clone(),
         };
-        let base = (41100 + 200 * i).to_string();
-        lab.ok(&[
-            "up",
-            "redis-sentinel",
-            "--name",
-            &inst,
-            "--port-base",
-            &base,
-        ]);
+        // 41000-41990 lies in the kernel's ephemeral range: a port briefly held by a client
+        // socket elsewhere sends the instance 50 higher.
+        let base = 41100 + 200 * i as u16;
+        let up = |b: u16| {
+            lab.run(&[
+                "up",
+                "redis-sentinel",
+                "--name",
+                &inst,
+                "--port-base",
+                &b.to_string(),
+            ])
+        };
+        let o = up(base);
+        if !o.status.success() {
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("is in use"),
+                "lab up failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            lab.run(&["down", "redis-sentinel", "--name", &inst]);
+            let o = up(base + 50);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
         let pw = lab.password(&inst);
         let status = lab.status_json("redis-sentinel", &inst);
         let port = |n: &str| node_port(&status, n, 6379);
@@ -457,23 +472,37 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
     }
 }
 
+/// Runs a drill on `inst`, bringing it up at `base` if needed. The port range given to this
+/// test (41000-41990) lies inside the kernel's ephemeral range, so a client socket elsewhere
+/// can hold one of its ports for a moment: then the instance goes up once more, 50 higher,
+/// and `base` remembers where.
 fn drill_in(
     lab: &Lab,
     inst: &str,
-    base: &str,
+    base: &mut u16,
     file: &str,
     reports: &std::path::Path,
 ) -> std::process::Output {
-    lab.run(&[
-        "drill",
-        file,
-        "--name",
-        inst,
-        "--port-base",
-        base,
-        "--report-dir",
-        reports.to_str().expect("utf8"),
-    ])
+    let run = |b: u16| {
+        lab.run(&[
+            "drill",
+            file,
+            "--name",
+            inst,
+            "--port-base",
+            &b.to_string(),
+            "--report-dir",
+            reports.to_str().expect("utf8"),
+        ])
+    };
+    let o = run(*base);
+    if !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is in use") {
+        let _ = lab.run(&["down", "redis-sentinel", "--name", inst, "--volumes"]);
+        let _ = lab.run(&["down", "redis-cluster", "--name", inst, "--volumes"]);
+        *base += 50;
+        return run(*base);
+    }
+    o
 }
 
 fn must_pass(o: &std::process::Output, what: &str) {
@@ -501,7 +530,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
         let lab = Lab::new(&engine);
         let reports = tempfile::tempdir().expect("reports");
         let inst = format!("net-d-{}", engine.name);
-        let base = (41700 + 100 * i).to_string();
+        let mut base = 41700 + 100 * i as u16;
         let _down = Down {
             lab: &lab,
             topology: "redis-sentinel".into(),
@@ -512,7 +541,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
         let o = drill_in(
             &lab,
             &inst,
-            &base,
+            &mut base,
             "scenarios/redis-sentinel-split-brain.yaml",
             reports.path(),
         );
@@ -535,7 +564,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
         let o = drill_in(
             &lab,
             &inst,
-            &base,
+            &mut base,
             "scenarios/redis-sentinel-slow-replica-link.yaml",
             reports.path(),
         );
@@ -600,7 +629,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
 
         // Cluster minority partition.
         let cinst = format!("net-dc-{}", engine.name);
-        let cbase = (41730 + 100 * i).to_string();
+        let mut cbase = 41730 + 100 * i as u16;
         let _cdown = Down {
             lab: &lab,
             topology: "redis-cluster".into(),
@@ -609,7 +638,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
         let o = drill_in(
             &lab,
             &cinst,
-            &cbase,
+            &mut cbase,
             "scenarios/redis-cluster-minority-partition.yaml",
             reports.path(),
         );
