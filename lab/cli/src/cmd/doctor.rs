@@ -37,6 +37,15 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
             c.how
         );
     }
+    // Which mechanism each network fault would use here, so nobody has to guess.
+    println!(
+        "  network faults: {}",
+        if caps.iptables.supported {
+            "isolate, partition, one-way, cut-clients, loss: iptables in lab-owned chains; latency/jitter/bandwidth: lab's TCP proxy (netem is not used by this build)"
+        } else {
+            "refused on this host (see iptables above)"
+        }
+    );
     println!("images:");
     for (tag, present) in &images {
         println!(

@@ -659,7 +659,21 @@ fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
 
 /// The network effect of a fault step, its targets resolved from the live topology.
 pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, String> {
-    let one = |t| target::resolve(inst, t);
+    // A role is asked over the node's port with a 2 s timeout; on a starved host one answer
+    // can be late, which is no reason to give up on the whole fault: ask up to 3 times.
+    let one = |t| async move {
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            match target::resolve(inst, t).await {
+                Ok(n) => return Ok(n),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
     Ok(match spec {
         NetSpec::Isolate { target } => Effect::Isolate {
             node: one(target).await?,

@@ -51,6 +51,9 @@ pub enum Metric {
     ReplicationRtt,
     /// The same before the first fault.
     ReplicationRttBefore,
+    /// `ReplicationRtt` less `ReplicationRttBefore`: what the fault added, whatever the host's
+    /// own round trip.
+    ReplicationRttAdded,
 }
 
 /// The per-fault figures of `measure::FailoverMetrics`.
@@ -90,7 +93,7 @@ pub enum Unit {
     Rate,
 }
 
-const RUN_METRICS: [(&str, Metric); 13] = [
+const RUN_METRICS: [(&str, Metric); 14] = [
     ("lost_writes", Metric::LostWrites),
     ("lost_writes_pct", Metric::LostWritesPct),
     ("unacked_present", Metric::UnackedPresent),
@@ -104,6 +107,7 @@ const RUN_METRICS: [(&str, Metric); 13] = [
     ("promotions", Metric::Promotions),
     ("replication_rtt", Metric::ReplicationRtt),
     ("replication_rtt_before", Metric::ReplicationRttBefore),
+    ("replication_rtt_added", Metric::ReplicationRttAdded),
 ];
 
 impl Metric {
@@ -115,7 +119,8 @@ impl Metric {
             | Metric::P999
             | Metric::Max
             | Metric::ReplicationRtt
-            | Metric::ReplicationRttBefore => Unit::Duration,
+            | Metric::ReplicationRttBefore
+            | Metric::ReplicationRttAdded => Unit::Duration,
             Metric::LostWritesPct | Metric::Availability => Unit::Percent,
             Metric::LostWrites | Metric::UnackedPresent | Metric::Errors | Metric::Promotions => {
                 Unit::Count
@@ -374,7 +379,9 @@ fn example(metric: Metric) -> &'static str {
     match metric {
         Metric::Failover { .. } => "30s",
         Metric::P50 | Metric::P99 | Metric::P999 | Metric::Max => "5ms",
-        Metric::ReplicationRtt | Metric::ReplicationRttBefore => "200ms",
+        Metric::ReplicationRtt | Metric::ReplicationRttBefore | Metric::ReplicationRttAdded => {
+            "200ms"
+        }
         Metric::Availability => "99.9%",
         Metric::LostWritesPct => "0.1%",
         Metric::Throughput => "1000",

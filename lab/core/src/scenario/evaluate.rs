@@ -406,17 +406,20 @@ fn run_obs(metric: Metric, report: &RunReport) -> Obs {
         Metric::P999 => latency(s.p999_us),
         Metric::Max => latency(s.max_us),
         Metric::Promotions => Obs::Value(promotions(&report.timeline) as f64),
-        Metric::ReplicationRtt | Metric::ReplicationRttBefore => {
+        Metric::ReplicationRtt | Metric::ReplicationRttBefore | Metric::ReplicationRttAdded => {
             let Some(r) = &report.replication else {
                 return Obs::Unknown(
                     "replication round trips are measured only in drills with a latency fault"
                         .into(),
                 );
             };
-            let (v, when) = if metric == Metric::ReplicationRtt {
-                (r.during, "while the latency fault was in force")
-            } else {
-                (r.before, "before the first fault")
+            let (v, when) = match metric {
+                Metric::ReplicationRtt => (r.during, "while the latency fault was in force"),
+                Metric::ReplicationRttBefore => (r.before, "before the first fault"),
+                _ => (
+                    r.during.zip(r.before).map(|(d, b)| d.saturating_sub(b)),
+                    "both before the first fault and while the latency fault was in force",
+                ),
             };
             match v {
                 Some(d) => Obs::Value(d.as_nanos() as f64),

@@ -1117,11 +1117,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, stress, disk_full or clock_skew, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, stress, disk_full or clock_skew, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),

@@ -222,6 +222,7 @@ mod tests {
             names,
             [
                 "redis-cluster-master-kill",
+                "redis-cluster-minority-partition",
                 "redis-sentinel-disk-full-aof",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
@@ -231,6 +232,8 @@ mod tests {
                 "redis-sentinel-sentinel-clock-skew",
                 "redis-sentinel-sentinel-majority-lost",
                 "redis-sentinel-sentinel-minority-lost",
+                "redis-sentinel-slow-replica-link",
+                "redis-sentinel-split-brain",
             ]
         );
     }

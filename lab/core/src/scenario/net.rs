@@ -112,3 +112,98 @@ impl fmt::Display for NetSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::scenario::{parse, validate, Action, FaultSpec};
+    use crate::topology;
+
+    fn fault(body: &str) -> Result<FaultSpec, String> {
+        let text = format!("description: d\ntopology: redis-cluster\nsteps:\n  - fault: {body}\n");
+        let s = parse("t.yaml", &text).map_err(|e| e.to_string())?;
+        let topo = topology::load(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compose/redis-cluster.yaml"),
+            &Default::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        validate(&s, &topo).map_err(|e| e.to_string())?;
+        match &s.steps[0].action {
+            Action::Fault(f) => Ok(f.clone()),
+            other => Err(format!("not a fault: {other}")),
+        }
+    }
+
+    #[test]
+    fn every_network_kind_reads_with_its_defaults() {
+        let n = |s: &str| Target::Node(s.into());
+        let net = |f: FaultSpec| match f {
+            FaultSpec::Net { net, duration } => (net, duration),
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            net(fault("{isolate: {target: {node: node-1}, for: 5s}}").expect("isolate")),
+            (
+                NetSpec::Isolate {
+                    target: n("node-1")
+                },
+                Some(Duration::from_secs(5))
+            )
+        );
+        assert_eq!(
+            net(
+                fault("{partition: {sides: [[{node: node-1}, {master_of: shard-2}]]}}")
+                    .expect("partition")
+            )
+            .0,
+            NetSpec::Partition {
+                sides: vec![vec![n("node-1"), Target::MasterOf("shard-2".into())]]
+            }
+        );
+        assert_eq!(
+            net(fault("{one_way: {from: {node: node-1}, to: {node: node-2}}}").expect("one_way")).0,
+            NetSpec::OneWay {
+                from: n("node-1"),
+                to: n("node-2")
+            }
+        );
+        assert_eq!(
+            net(fault("{loss: {target: {node: node-1}, percent: 30}}").expect("loss")).0,
+            NetSpec::Loss {
+                target: n("node-1"),
+                percent: 30
+            }
+        );
+        assert_eq!(
+            net(
+                fault("{latency: {from: {node: node-4}, to: {node: node-1}, delay: 100ms}}")
+                    .expect("latency")
+            )
+            .0,
+            NetSpec::Latency {
+                from: n("node-4"),
+                to: n("node-1"),
+                delay: Duration::from_millis(100),
+                jitter: Duration::ZERO,
+                bandwidth_kbit: None,
+                via: Via::Auto
+            }
+        );
+        assert!(fault("{cut_clients: {target: {node: node-1}}}").is_ok());
+    }
+
+    #[test]
+    fn network_fault_errors_point_at_the_value() {
+        let e = fault("{loss: {target: {node: node-1}, percent: 0}}").expect_err("0%");
+        assert!(e.contains("t.yaml:4:") && e.contains("1 to 100"), "{e}");
+        let e = fault("{one_way: {from: {node: node-1}, to: {node: node-9}}}").expect_err("node-9");
+        assert!(e.starts_with("t.yaml:4:56:") && e.contains("node-9"), "{e}");
+        let e = fault("{partition: {sides: [[{node: node-1}, {node: nod-2}]]}}").expect_err("typo");
+        assert!(e.contains("did you mean `node-2`"), "{e}");
+        let e = fault("{latency: {from: {node: node-4}, to: {node: node-1}, delay: 100}}")
+            .expect_err("unitless");
+        assert!(e.contains("t.yaml:4:"), "{e}");
+    }
+}
