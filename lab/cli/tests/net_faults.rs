@@ -149,9 +149,9 @@ fn network_faults_applied_observed_healed() {
             topology: "redis-sentinel".into(),
             name: inst.clone(),
         };
-        // 41000-41990 lies in the kernel's ephemeral range: a port briefly held by a client
-        // socket elsewhere sends the instance 50 higher.
-        let base = 41100 + 200 * i as u16;
+        // 31000-31990 is below the kernel's ephemeral range (32768+); should a port still be
+        // held by something else, the instance goes 50 higher.
+        let base = 31100 + 200 * i as u16;
         let up = |b: u16| {
             lab.run(&[
                 "up",
@@ -453,7 +453,7 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
             "--name",
             &inst,
             "--port-base",
-            "41900",
+            "31900",
         ]);
         if netem {
             assert!(err.contains("netem"), "{err}");
@@ -472,10 +472,10 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
     }
 }
 
-/// Runs a drill on `inst`, bringing it up at `base` if needed. The port range given to this
-/// test (41000-41990) lies inside the kernel's ephemeral range, and on a host churning
-/// through client connections one of its ports can be held for a moment (TIME_WAIT): then the
-/// instance goes up again 25 higher, up to 3 times, and `base` remembers where.
+/// Runs a drill on `inst`, bringing it up at `base` if needed. This test's ports
+/// (31000-31990) are below the kernel's ephemeral range; should one still be held by
+/// something else, the instance goes up again 25 higher, up to 3 times, and `base`
+/// remembers where.
 fn drill_in(
     lab: &Lab,
     inst: &str,
@@ -534,7 +534,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
         let reports = tempfile::tempdir().expect("reports");
         let inst = format!("net-d-{}", engine.name);
         // Engines run one after the other, each removing its instances: the same blocks serve both.
-        let mut base = 41600;
+        let mut base = 31600;
         let _down = Down {
             lab: &lab,
             topology: "redis-sentinel".into(),
@@ -633,7 +633,7 @@ fn network_drills_run_green_and_a_killed_drill_heals() {
 
         // Cluster minority partition.
         let cinst = format!("net-dc-{}", engine.name);
-        let mut cbase = 41700;
+        let mut cbase = 31700;
         let _cdown = Down {
             lab: &lab,
             topology: "redis-cluster".into(),
