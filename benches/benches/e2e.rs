@@ -166,7 +166,7 @@ fn bench_e2e(c: &mut Criterion) {
                 break;
             }
             Err(e) => {
-                let busy = e.contains("already in use");
+                let busy = e.contains("in use");
                 last = e;
                 let _ = rt.block_on(lifecycle::down(
                     &engine,
