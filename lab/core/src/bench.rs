@@ -72,51 +72,195 @@ fn cpu_of(who: libc::c_int) -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// The node the benchmark drives: the first master (Sentinel) or cluster node, by host port.
-fn target(inst: &Instance) -> Result<(String, u16, String), String> {
-    let is_cluster = matches!(inst.topology.lab.verify, Some(Verify::Cluster { .. }));
-    let s = inst
-        .topology
-        .services
-        .iter()
-        .find(|s| matches!(s.role, Role::Master | Role::ClusterNode))
-        .ok_or("this topology has no Redis master to benchmark")?;
-    let port = inst
-        .host_port(&s.name, 6379)
-        .ok_or("the master does not publish port 6379")?;
-    Ok((s.name.clone(), port, s.group.clone().unwrap_or_default()))
-        .map(|(n, p, g)| (n, p, if is_cluster { String::new() } else { g }))
+/// The two tests of the seed's benchmark (`-t set,get`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    Set,
+    Get,
 }
 
-/// Runs lab's generator on its own single-threaded runtime (like redis-benchmark's one
-/// thread) and measures that thread's CPU.
-fn run_lab(
+impl Test {
+    pub fn name(self) -> &'static str {
+        match self {
+            Test::Set => "set",
+            Test::Get => "get",
+        }
+    }
+
+    fn read_ratio(self) -> f64 {
+        match self {
+            Test::Set => 0.0,
+            Test::Get => 1.0,
+        }
+    }
+}
+
+/// A running topology made ready for benchmarking: routes resolved and keys planned once, so
+/// each run measures only the load itself (a criterion bench repeats runs on one of these).
+pub struct Prepared {
     routes: Arc<Routes>,
     keys: Arc<KeyPlan>,
-    spec: Spec,
     password: Option<String>,
-) -> Result<(workload::Output, f64), String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    cluster: bool,
+    /// Host port the peer is pointed at (on a cluster, its seed node).
+    port: u16,
+    /// The peer tool, when installed and wanted.
+    pub peer: Option<String>,
+    pub target: String,
+}
+
+impl Prepared {
+    /// Sentinel topologies: the first master, pinned (like redis-benchmark `-h -p`). Cluster
+    /// topologies: every master through the cluster-aware client (slot map, MOVED/ASK), like
+    /// `redis-benchmark --cluster`.
+    pub async fn new(engine: &Engine, inst: Arc<Instance>, peer: bool) -> Result<Self, String> {
+        let cluster = matches!(inst.topology.lab.verify, Some(Verify::Cluster { .. }));
+        let s = inst
+            .topology
+            .services
+            .iter()
+            .find(|s| matches!(s.role, Role::Master | Role::ClusterNode))
+            .ok_or("this topology has no Redis master to benchmark")?;
+        let port = inst
+            .host_port(&s.name, 6379)
+            .ok_or("the master does not publish port 6379")?;
+        let map = AddrMap::build(engine, &inst)
+            .await
             .map_err(|e| e.to_string())?;
-        let cpu0 = cpu_of(libc::RUSAGE_THREAD);
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let out = rt.block_on(workload::run(workload::Run {
+        let (routes, keys, target) = if cluster {
+            let seeds = crate::lifecycle::role_ports(&inst, Role::ClusterNode, 6379)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
+            let routes = Routes::new(
+                engine.clone(),
+                inst.clone(),
+                map,
+                Discovery::Cluster { seeds },
+            )
+            .await?;
+            let keys = KeyPlan::cluster(&routes);
+            let masters = routes
+                .snapshot()
+                .masters
+                .iter()
+                .flatten()
+                .map(|m| format!("{} (127.0.0.1:{})", m.node, m.port))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (routes, keys, format!("cluster masters {masters}"))
+        } else {
+            let group = s.group.clone().unwrap_or_else(|| "bench".into());
+            let me = workload::NodeAddr {
+                node: s.name.clone().into(),
+                port,
+            };
+            let routes = Routes::new(
+                engine.clone(),
+                inst.clone(),
+                map,
+                Discovery::Pinned { node: me, group },
+            )
+            .await?;
+            let keys = KeyPlan::plain(&routes.group_names);
+            (routes, keys, format!("{} (127.0.0.1:{port})", s.name))
+        };
+        Ok(Prepared {
             routes,
-            keys,
-            spec,
-            password,
-            t0: Instant::now(),
-            ids: Arc::new(IdSource::default()),
-            live: None,
-            stop: rx,
-        }));
-        Ok((out, cpu_of(libc::RUSAGE_THREAD) - cpu0))
-    })
-    .join()
-    .map_err(|_| "the benchmark thread panicked".to_string())?
+            keys: Arc::new(keys),
+            password: inst.password.clone(),
+            cluster,
+            port,
+            peer: if peer { peer_binary() } else { None },
+            target,
+        })
+    }
+
+    pub fn peer_note(&self, wanted: bool) -> String {
+        match &self.peer {
+            Some(b) if self.cluster => format!(
+                "peer: {b} --cluster, same parameters, same run; it reads the node addresses from CLUSTER NODES and so reaches the containers directly, while lab goes through the published 127.0.0.1 ports (docker-proxy on Docker)"
+            ),
+            Some(b) => format!("peer: {b}, same parameters, same run"),
+            None if !wanted => "peer skipped (--no-peer)".into(),
+            None => "no redis-benchmark or valkey-benchmark installed; lab's figures only".into(),
+        }
+    }
+
+    /// Runs lab's generator on its own single-threaded runtime (like redis-benchmark's one
+    /// thread) and measures that thread's CPU.
+    pub fn run_lab(&self, p: &BenchParams, test: Test, pipeline: u32) -> Result<BenchRow, String> {
+        let spec = Spec {
+            label: "lab".into(),
+            mode: LoadMode::Closed,
+            clients: p.clients,
+            pipeline,
+            keyspace: p.keyspace,
+            value_size: p.value_size,
+            read_ratio: test.read_ratio(),
+            track_writes: false,
+            op_timeout: Duration::from_secs(5),
+            groups: vec![],
+            duration: Some(Duration::from_secs(120)),
+            requests: Some(p.requests),
+        };
+        let (routes, keys, password) = (
+            self.routes.clone(),
+            self.keys.clone(),
+            self.password.clone(),
+        );
+        let (out, cpu) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let cpu0 = cpu_of(libc::RUSAGE_THREAD);
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let out = rt.block_on(workload::run(workload::Run {
+                routes,
+                keys,
+                spec,
+                password,
+                t0: Instant::now(),
+                ids: Arc::new(IdSource::default()),
+                live: None,
+                stop: rx,
+            }));
+            Ok::<_, String>((out, cpu_of(libc::RUSAGE_THREAD) - cpu0))
+        })
+        .join()
+        .map_err(|_| "the benchmark thread panicked".to_string())??;
+        let roll = out.recorder.rollup(out.elapsed);
+        let s = &roll.summary;
+        Ok(BenchRow {
+            tool: "lab".into(),
+            test: test.name().into(),
+            pipeline,
+            ops_per_s: out.ops as f64 / out.elapsed.as_secs_f64().max(1e-9),
+            p50_ms: s.p50_us.map(|u| u as f64 / 1000.0),
+            p99_ms: s.p99_us.map(|u| u as f64 / 1000.0),
+            cpu_s: cpu,
+            wall_s: out.elapsed.as_secs_f64(),
+            errors: s.errors + s.timeouts,
+        })
+    }
+
+    /// Runs the peer tool with the same parameters (blocking: it is a child process).
+    pub fn run_peer(&self, p: &BenchParams, test: Test, pipeline: u32) -> Result<BenchRow, String> {
+        let bin = self
+            .peer
+            .as_deref()
+            .ok_or("no redis-benchmark or valkey-benchmark installed")?;
+        run_peer(
+            bin,
+            self.port,
+            self.cluster,
+            self.password.as_deref(),
+            p,
+            pipeline,
+            test.name(),
+        )
+    }
 }
 
 fn peer_binary() -> Option<String> {
@@ -135,6 +279,7 @@ fn peer_binary() -> Option<String> {
 fn run_peer(
     bin: &str,
     port: u16,
+    cluster: bool,
     password: Option<&str>,
     p: &BenchParams,
     pipeline: u32,
@@ -151,6 +296,9 @@ fn run_peer(
             &p.value_size.to_string(),
             "--csv",
         ]);
+    if cluster {
+        c.arg("--cluster");
+    }
     if let Some(pw) = password {
         // redis-benchmark ignores REDISCLI_AUTH (only redis-cli reads it), so `-a` it is; the
         // password is per instance, local, and gone with `lab down`.
@@ -198,96 +346,16 @@ pub async fn redis(
     inst: Arc<Instance>,
     p: &BenchParams,
 ) -> Result<BenchResult, String> {
-    let (node, port, group) = target(&inst)?;
-    let map = AddrMap::build(engine, &inst)
-        .await
-        .map_err(|e| e.to_string())?;
-    let me = crate::workload::NodeAddr {
-        node: node.clone().into(),
-        port,
-    };
-    let discovery = Discovery::Pinned {
-        node: me,
-        group: if group.is_empty() {
-            "bench".into()
-        } else {
-            group
-        },
-    };
-    let routes = Routes::new(engine.clone(), inst.clone(), map, discovery).await?;
-    let cluster = matches!(inst.topology.lab.verify, Some(Verify::Cluster { .. }));
-    // On a cluster node, keys must hash to its own slots: use the shard's hash tags.
-    let keys = if cluster {
-        let cmap = AddrMap::build(engine, &inst)
-            .await
-            .map_err(|e| e.to_string())?;
-        let seeds = crate::lifecycle::role_ports(&inst, Role::ClusterNode, 6379)
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        let croutes = Routes::new(
-            engine.clone(),
-            inst.clone(),
-            cmap,
-            Discovery::Cluster { seeds },
-        )
-        .await?;
-        let plan = KeyPlan::cluster(&croutes);
-        let shard = croutes
-            .group_names
-            .iter()
-            .position(|g| Some(g) == inst.topology.service(&node).and_then(|s| s.group.as_ref()))
-            .unwrap_or(0);
-        plan.only(shard)
-    } else {
-        KeyPlan::plain(&routes.group_names)
-    };
-    let keys = Arc::new(keys);
-    // redis-benchmark cannot be confined to one node's slots (its random keys hash anywhere and
-    // draw MOVED), so on a cluster only lab's generator runs.
-    let peer = if p.peer && !cluster {
-        peer_binary()
-    } else {
-        None
-    };
+    let prepared = Prepared::new(engine, inst, p.peer).await?;
     let mut rows = vec![];
     let mut ratios = vec![];
     for &pl in &p.pipelines {
-        for (test, read_ratio) in [("set", 0.0), ("get", 1.0)] {
-            let spec = Spec {
-                label: "lab".into(),
-                mode: LoadMode::Closed,
-                clients: p.clients,
-                pipeline: pl,
-                keyspace: p.keyspace,
-                value_size: p.value_size,
-                read_ratio,
-                track_writes: false,
-                op_timeout: Duration::from_secs(5),
-                groups: vec![],
-                duration: Some(Duration::from_secs(120)),
-                requests: Some(p.requests),
-            };
-            let (out, cpu) = run_lab(routes.clone(), keys.clone(), spec, inst.password.clone())?;
-            let roll = out.recorder.rollup(out.elapsed);
-            let s = &roll.summary;
-            let lab_row = BenchRow {
-                tool: "lab".into(),
-                test: test.into(),
-                pipeline: pl,
-                ops_per_s: out.ops as f64 / out.elapsed.as_secs_f64().max(1e-9),
-                p50_ms: s.p50_us.map(|u| u as f64 / 1000.0),
-                p99_ms: s.p99_us.map(|u| u as f64 / 1000.0),
-                cpu_s: cpu,
-                wall_s: out.elapsed.as_secs_f64(),
-                errors: s.errors + s.timeouts,
-            };
-            if let Some(bin) = &peer {
-                let prow = tokio::task::block_in_place(|| {
-                    run_peer(bin, port, inst.password.as_deref(), p, pl, test)
-                })?;
+        for test in [Test::Set, Test::Get] {
+            let lab_row = prepared.run_lab(p, test, pl)?;
+            if prepared.peer.is_some() {
+                let prow = tokio::task::block_in_place(|| prepared.run_peer(p, test, pl))?;
                 ratios.push((
-                    test.to_string(),
+                    test.name().to_string(),
                     pl,
                     lab_row.ops_per_s / prow.ops_per_s.max(1e-9),
                     lab_row.cpu_s / prow.cpu_s.max(1e-9),
@@ -300,14 +368,9 @@ pub async fn redis(
         }
     }
     Ok(BenchResult {
-        target: format!("{node} (127.0.0.1:{port})"),
+        target: prepared.target.clone(),
         rows,
         ratios,
-        peer_note: match &peer {
-            Some(b) => format!("peer: {b}, same parameters, same run"),
-            None if cluster => "no peer on a cluster: redis-benchmark's keys cannot be kept on one node's slots; lab's figures only".into(),
-            None if !p.peer => "peer skipped (--no-peer)".into(),
-            None => "no redis-benchmark or valkey-benchmark installed; lab's figures only".into(),
-        },
+        peer_note: prepared.peer_note(p.peer),
     })
 }
