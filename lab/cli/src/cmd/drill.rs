@@ -305,7 +305,9 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
                     .map_err(|e| anyhow::anyhow!("--offset: {e}"))?,
             }
         }
-        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => return Ok(None),
+        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => {
+            return Ok(None)
+        }
         other => bail!(
             "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
              stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss \
