@@ -41,8 +41,18 @@ if [ -n "${LAB_SENTINELS:-}" ] && [ -n "${LAB_GROUP:-}" ]; then
     for mine in $(hostname -i 2>/dev/null); do
       [ "$mine" = "$answer" ] || [ "$mine" = "$ip" ] && self=yes
     done
-    if [ "$self" = yes ]; then replicaof=""; else replicaof="$answer"; fi
     echo "start-server: Sentinel $s says the master of $LAB_GROUP is $answer" >&2
+    if [ "$self" = yes ]; then
+      replicaof=""
+    elif REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$answer" -p 6379 \
+        info replication 2>/dev/null | grep -q '^role:master'; then
+      replicaof="$answer"
+    else
+      # Nobody answers as master there: most likely our own address from before a restart
+      # that gave us another one (Podman does), with no failover since. Keep the configured
+      # role rather than replicate from nothing.
+      echo "start-server: $answer does not answer as a master; keeping the configured role" >&2
+    fi
     break
   done
 fi

@@ -24,12 +24,6 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn report(dir: &std::path::Path, name: &str) -> serde_json::Value {
-    let p = dir.join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).expect("report json")
-}
-
 fn us(v: &serde_json::Value) -> Option<Duration> {
     v.as_u64().map(Duration::from_micros)
 }
@@ -45,16 +39,6 @@ fn drill(lab: &Lab, name: &str, file: &str, reports: &std::path::Path) -> std::p
         "--report-dir",
         reports.to_str().expect("utf8"),
     ])
-}
-
-fn must_pass(o: &std::process::Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 #[test]

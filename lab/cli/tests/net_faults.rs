@@ -508,22 +508,6 @@ fn drill_in(
     o
 }
 
-fn must_pass(o: &std::process::Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn report(dir: &std::path::Path, name: &str) -> serde_json::Value {
-    let p = dir.join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).expect("report json")
-}
-
 /// The shipped network drills, green on a fresh instance each (their assertions state what
 /// must happen; the report's figures are checked again here), then a `lab drill` killed while
 /// its slowed link is in force: `lab heal` leaves no chain and the link direct again.

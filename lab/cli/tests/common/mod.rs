@@ -215,3 +215,21 @@ pub fn info(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// The JSON report a drill wrote as `<dir>/<name>.json`.
+pub fn report(dir: &Path, name: &str) -> serde_json::Value {
+    let p = dir.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("report json")
+}
+
+/// Fails the test with the command's whole output unless it succeeded.
+pub fn must_pass(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
