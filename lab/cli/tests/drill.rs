@@ -132,8 +132,10 @@ fn sentinel_drills_measure_failover_and_lost_writes() {
                 && unavailable <= Duration::from_millis(3000 + 7000),
             "unavailability {unavailable:?} outside [3 s, 10 s]: {f}"
         );
+        // Sentinel PINGs every second and counts down-after from the last reply, which can
+        // precede the kill by up to that second: detection >= down-after - 1 s.
         let detection = us(&m["detection_us"]).expect("detection");
-        assert!(detection >= Duration::from_millis(2900), "{detection:?}");
+        assert!(detection >= Duration::from_millis(2000), "{detection:?}");
         let timeline = r["timeline"].as_array().expect("timeline");
         assert!(
             timeline
@@ -301,8 +303,8 @@ fn cluster_drill_measures_failover_and_recovery() {
     }
 }
 
-/// The seed's own timers (down-after 30 s): writes to g1 stop for at least 30 s. The drill
-/// file asserts [30 s, 40 s); here the report is checked as well.
+/// The seed's own timers (down-after 30 s): writes to g1 stop for about 30 s. The drill
+/// file asserts [30 s, 40 s); here the detection is checked as well.
 #[test]
 fn seed_timers_drill_shows_the_production_outage() {
     let _turn = turn();
@@ -329,6 +331,8 @@ fn seed_timers_drill_shows_the_production_outage() {
         let r = report(reports.path(), "redis-sentinel-seed-timers");
         let m = &r["faults"][0]["metrics"];
         let detection = us(&m["detection_us"]).expect("detection");
-        assert!(detection >= Duration::from_millis(29_900), "{detection:?}");
+        // down-after 30 s counts from the last PING reply, up to 1 s before the kill (seen:
+        // 29.885 s).
+        assert!(detection >= Duration::from_millis(29_000), "{detection:?}");
     }
 }
