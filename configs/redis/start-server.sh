@@ -22,39 +22,47 @@ if [ -n "${LAB_PASSWORD:-}" ]; then
 fi
 # A node restarted after a failover must not come back in the role its compose entry gives
 # it: an old master restarting as master accepts writes until Sentinel converts it (a split
-# brain of seconds). So ask the Sentinels first who the master of our group is now; only when
-# none answers (first start: they are not up yet) use the configured role.
+# brain of seconds). So ask every Sentinel who the master of our group is now, and follow
+# the first answer that is another node answering as a master: Sentinels learn of a failover
+# from its leader a moment apart, so one may still name us. If every answer names us (no
+# failover), start as master; if none helps (first start: no Sentinel yet; or the address
+# named is our own from before a restart that gave us another, as Podman does), use the
+# configured role.
 replicaof="${LAB_REPLICAOF:-}"
 if [ -n "${LAB_SENTINELS:-}" ] && [ -n "${LAB_GROUP:-}" ]; then
   cli=""
   for c in valkey-cli redis-cli; do
     if command -v "$c" >/dev/null 2>&1; then cli="$c"; break; fi
   done
+  named_self=no
+  followed=no
   for s in $LAB_SENTINELS; do
     [ -n "$cli" ] || break
     answer=$(REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$s" -p 26379 \
       sentinel get-master-addr-by-name "$LAB_GROUP" 2>/dev/null | head -n 1) || answer=""
     [ -n "$answer" ] || continue
+    echo "start-server: Sentinel $s says the master of $LAB_GROUP is $answer" >&2
     self=no
     [ "$answer" = "$(hostname)" ] && self=yes
     ip=$(getent hosts "$answer" 2>/dev/null | awk '{print $1; exit}') || ip=""
     for mine in $(hostname -i 2>/dev/null); do
-      [ "$mine" = "$answer" ] || [ "$mine" = "$ip" ] && self=yes
+      if [ "$mine" = "$answer" ] || [ "$mine" = "$ip" ]; then self=yes; fi
     done
-    echo "start-server: Sentinel $s says the master of $LAB_GROUP is $answer" >&2
     if [ "$self" = yes ]; then
-      replicaof=""
+      named_self=yes
     elif REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$answer" -p 6379 \
         info replication 2>/dev/null | grep -q '^role:master'; then
       replicaof="$answer"
+      followed=yes
+      break
     else
-      # Nobody answers as master there: most likely our own address from before a restart
-      # that gave us another one (Podman does), with no failover since. Keep the configured
-      # role rather than replicate from nothing.
-      echo "start-server: $answer does not answer as a master; keeping the configured role" >&2
+      echo "start-server: $answer does not answer as a master" >&2
     fi
-    break
   done
+  if [ "$followed" = no ] && [ "$named_self" = yes ]; then
+    replicaof=""
+  fi
+  echo "start-server: starting as ${replicaof:+a replica of }${replicaof:-master}" >&2
 fi
 if [ -n "$replicaof" ]; then
   set -- "$@" --replicaof "$replicaof" 6379

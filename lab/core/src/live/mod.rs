@@ -45,8 +45,8 @@ pub enum LiveError {
 }
 
 /// A fault the user can ask for from a front end. Isolate cuts the node off from everyone
-/// (iptables in its network namespace); slow is refused with a pointer to `lab fault
-/// latency`, which needs both ends of a link.
+/// (iptables in its network namespace); slow adds [`SLOW_DELAY`] each way on the link from
+/// the node to the other data node of its group (lab's latency proxy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultRequest {
     Kill,
@@ -80,14 +80,26 @@ impl FaultRequest {
             }),
             FaultRequest::Pause => Ok(Kind::Pause),
             FaultRequest::Restart => Ok(Kind::Restart),
-            FaultRequest::Isolate => Err("isolate is a network fault (fault::apply_net)".into()),
-            FaultRequest::Slow => Err(
-                "slowing a link needs its two ends; use `lab fault latency <node> --to <peer> \
-                 --delay 100ms`"
-                    .into(),
-            ),
+            FaultRequest::Isolate | FaultRequest::Slow => Err(format!(
+                "{} is a network fault (fault::apply_net)",
+                self.name()
+            )),
         }
     }
+}
+
+/// Added in each direction by the slow key: a replication round trip grows by twice this.
+pub const SLOW_DELAY: Duration = Duration::from_millis(100);
+
+/// The other data node of `node`'s group (its replica when it is the master, its master
+/// when it is the replica): the far end of the link the slow key slows.
+pub fn slow_peer(topology: &crate::topology::Topology, node: &str) -> Option<String> {
+    let group = topology.service(node)?.group.clone()?;
+    topology
+        .services
+        .iter()
+        .find(|s| s.name != node && s.group.as_deref() == Some(group.as_str()))
+        .map(|s| s.name.clone())
 }
 
 /// What a front end can ask of the session.
@@ -603,11 +615,26 @@ impl Core {
     fn fault(&mut self, node: String, req: FaultRequest) {
         let id = self.next_id();
         let description = format!("{} {node}", req.name());
-        let kind = match req.kind() {
-            Ok(k) => Some(k),
-            // Isolate is a network fault: journalled by `fault::apply_net` below.
-            Err(_) if req == FaultRequest::Isolate => None,
-            Err(reason) => {
+        // Isolate and slow are network faults, journalled by `fault::apply_net` below.
+        let net = match req {
+            FaultRequest::Isolate => Some(Ok(fault::net::Effect::Isolate { node: node.clone() })),
+            FaultRequest::Slow => Some(
+                slow_peer(&self.inst.topology, &node)
+                    .map(|peer| fault::net::Effect::Latency {
+                        from: node.clone(),
+                        to: peer,
+                        delay: SLOW_DELAY,
+                        jitter: Duration::ZERO,
+                        bandwidth_kbit: None,
+                    })
+                    .ok_or_else(|| format!("{node} has no master or replica to slow the link to")),
+            ),
+            _ => None,
+        };
+        let kind = match (net, req.kind()) {
+            (Some(Ok(effect)), _) => Err(effect),
+            (None, Ok(k)) => Ok(k),
+            (Some(Err(reason)), _) | (None, Err(reason)) => {
                 self.say(Level::Warn, format!("{description} refused: {reason}"));
                 self.faults.push(SessionFault {
                     view: FaultView {
@@ -663,18 +690,15 @@ impl Core {
         tokio::spawn(async move {
             let called = t0.elapsed();
             let result = match kind {
-                Some(kind) => {
+                Ok(kind) => {
                     fault::apply(&engine, &journal, kind, &node, &container, "lab tui").await
                 }
-                None => {
-                    let effect = fault::net::Effect::Isolate { node: node.clone() };
-                    match fault::net::prepare(&engine, &inst, effect).await {
-                        Ok((f, addrs)) => {
-                            fault::apply_net(&engine, &journal, f, &addrs, "lab tui").await
-                        }
-                        Err(e) => Err(e),
+                Err(effect) => match fault::net::prepare(&engine, &inst, effect).await {
+                    Ok((f, addrs)) => {
+                        fault::apply_net(&engine, &journal, f, &addrs, "lab tui").await
                     }
-                }
+                    Err(e) => Err(e),
+                },
             }
             .map(Box::new)
             .map_err(|e| e.to_string());
@@ -1313,11 +1337,22 @@ mod tests {
     use crate::measure::{FailoverMetrics, Window, WindowEnd};
 
     #[test]
-    fn process_faults_have_a_kind_isolate_is_a_network_fault_slow_is_refused() {
-        // Isolate has no process kind: the session applies it through `fault::apply_net`.
+    fn the_slow_key_slows_the_link_to_the_other_node_of_the_group() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../compose/redis-sentinel.yaml");
+        let t = crate::topology::load(&path, &Default::default()).expect("topology");
+        assert_eq!(slow_peer(&t, "redis-1").as_deref(), Some("redis-2"));
+        assert_eq!(slow_peer(&t, "redis-4").as_deref(), Some("redis-3"));
+        assert_eq!(slow_peer(&t, "sentinel-1"), None);
+        assert_eq!(slow_peer(&t, "nope"), None);
+    }
+
+    #[test]
+    fn process_faults_have_a_kind_network_faults_do_not() {
+        // Isolate and slow have no process kind: the session applies them through
+        // `fault::apply_net`.
         assert!(FaultRequest::Isolate.kind().is_err());
-        let e = FaultRequest::Slow.kind().expect_err("refused");
-        assert!(e.contains("lab fault latency"), "{e}");
+        assert!(FaultRequest::Slow.kind().is_err());
         assert_eq!(FaultRequest::Pause.kind(), Ok(Kind::Pause));
         assert!(
             matches!(FaultRequest::Kill.kind(), Ok(Kind::Kill { signal }) if signal == "SIGKILL")
