@@ -61,6 +61,23 @@ if [ -n "${LAB_SENTINELS:-}" ] && [ -n "${LAB_GROUP:-}" ]; then
   done
   if [ "$followed" = no ] && [ "$named_self" = yes ]; then
     replicaof=""
+    # Named as master by every Sentinel that answered, but a failover may be half done: the
+    # leader promotes a replica (SLAVEOF NO ONE) a second or more before any Sentinel names
+    # it. Ask a Sentinel for our replicas: one that answers as a master now is the new one.
+    for s in $LAB_SENTINELS; do
+      replicas=$(REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$s" -p 26379 \
+        sentinel replicas "$LAB_GROUP" 2>/dev/null | awk 'prev=="ip"{print} {prev=$0}') || replicas=""
+      [ -n "$replicas" ] || continue
+      for r in $replicas; do
+        if REDISCLI_AUTH="${LAB_PASSWORD:-}" timeout 2 "$cli" -h "$r" -p 6379 \
+            info replication 2>/dev/null | grep -q '^role:master'; then
+          echo "start-server: replica $r was promoted" >&2
+          replicaof="$r"
+          break
+        fi
+      done
+      break
+    done
   fi
   echo "start-server: starting as ${replicaof:+a replica of }${replicaof:-master}" >&2
 fi
