@@ -436,26 +436,36 @@ impl Engine {
         }
     }
 
-    /// Runs a command in a container and collects its combined output.
-    pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<ExecOutput, EngineError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let created = self
-            .docker
+    /// Creates (does not start) an exec of `cmd` in a container, its output attached or not.
+    async fn create_exec(
+        &self,
+        container: &str,
+        cmd: &[String],
+        attach: bool,
+    ) -> Result<String, EngineError> {
+        self.docker
             .create_exec(
                 container,
-                CreateExecOptions {
+                bollard::exec::CreateExecOptions {
                     cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
+                    attach_stdout: Some(attach),
+                    attach_stderr: Some(attach),
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| EngineError::call("create exec in container", container, e))?;
+            .map(|c| c.id)
+            .map_err(|e| EngineError::call("create exec in container", container, e))
+    }
+
+    /// Runs a command in a container and collects its combined output.
+    pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<ExecOutput, EngineError> {
+        use bollard::exec::StartExecResults;
+        let id = self.create_exec(container, cmd, true).await?;
         let mut text = String::new();
         match self
             .docker
-            .start_exec(&created.id, None)
+            .start_exec(&id, None)
             .await
             .map_err(|e| EngineError::call("start exec in container", container, e))?
         {
@@ -477,7 +487,7 @@ impl Engine {
         }
         let inspect = self
             .docker
-            .inspect_exec(&created.id)
+            .inspect_exec(&id)
             .await
             .map_err(|e| EngineError::call("inspect exec in container", container, e))?;
         Ok(ExecOutput {
@@ -490,23 +500,11 @@ impl Engine {
     /// keeps it as a child of the runtime, which reaps it: unlike a process left behind by a
     /// shell, it never becomes a zombie of the container's PID 1.
     pub async fn exec_detached(&self, container: &str, cmd: &[String]) -> Result<(), EngineError> {
-        use bollard::exec::{CreateExecOptions, StartExecOptions};
-        let created = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(false),
-                    attach_stderr: Some(false),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| EngineError::call("create exec in container", container, e))?;
+        use bollard::exec::StartExecOptions;
+        let id = self.create_exec(container, cmd, false).await?;
         self.docker
             .start_exec(
-                &created.id,
+                &id,
                 Some(StartExecOptions {
                     detach: true,
                     ..Default::default()
