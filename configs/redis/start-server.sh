@@ -20,14 +20,19 @@ set -- "$server" /etc/lab/redis.conf --dir "$dir" \
 if [ -n "${LAB_PASSWORD:-}" ]; then
   set -- "$@" --requirepass "$LAB_PASSWORD" --masterauth "$LAB_PASSWORD"
 fi
+# Under Sentinel a node is known by its hostname (its service name on the lab's network; see
+# start-sentinel.sh): announced here, its master lists it as `ip=redis-2` and Sentinel keeps
+# the same replica when a restart gives the container another address (Podman does).
+if [ -n "${LAB_SENTINELS:-}" ]; then
+  set -- "$@" --replica-announce-ip "$(hostname)"
+fi
 # A node restarted after a failover must not come back in the role its compose entry gives
 # it: an old master restarting as master accepts writes until Sentinel converts it (a split
 # brain of seconds). So ask every Sentinel who the master of our group is now, and follow
 # the first answer that is another node answering as a master: Sentinels learn of a failover
 # from its leader a moment apart, so one may still name us. If every answer names us (no
-# failover), start as master; if none helps (first start: no Sentinel yet; or the address
-# named is our own from before a restart that gave us another, as Podman does), use the
-# configured role.
+# failover), start as master; if none helps (first start: no Sentinel yet), use the
+# configured role. Sentinels name nodes by hostname; an address is compared with ours too.
 replicaof="${LAB_REPLICAOF:-}"
 if [ -n "${LAB_SENTINELS:-}" ] && [ -n "${LAB_GROUP:-}" ]; then
   cli=""

@@ -493,7 +493,8 @@ pub async fn prepare(
 
 /// Through the proxy, a replica's master sees it at the host's address and lists it there, and
 /// Sentinel would then learn a replica that does not exist. A data node is told its real
-/// address (`replica-announce-ip`, not persisted) so what the others learn stays true.
+/// address (`replica-announce-ip`, not persisted) so what the others learn stays true; one
+/// that already announces itself (by hostname, under Sentinel) is left as it is.
 async fn announce_own_ip(inst: &crate::lifecycle::Instance, a: &Addr) {
     use crate::topology::Role;
     let data = inst
@@ -506,6 +507,15 @@ async fn announce_own_ip(inst: &crate::lifecycle::Instance, a: &Addr) {
     let t = Duration::from_secs(2);
     if let Ok(mut c) = crate::lifecycle::probe::redis_conn(port, inst.password.as_deref(), t).await
     {
+        let announced: Result<Vec<String>, _> = crate::lifecycle::probe::cmd(
+            &mut c,
+            redis::cmd("CONFIG").arg("GET").arg("replica-announce-ip"),
+            t,
+        )
+        .await;
+        if announced.is_ok_and(|v| v.get(1).is_some_and(|h| !h.is_empty())) {
+            return;
+        }
         let _: Result<String, _> = crate::lifecycle::probe::cmd(
             &mut c,
             redis::cmd("CONFIG")
