@@ -820,6 +820,35 @@ mod tests {
         assert_eq!(m.promotion, Some(ms(2100)));
     }
 
+    /// With hostnames a replica's events name it as `redis-2:6379 redis-2 6379` before the
+    /// '@'; after a failover the old master is a replica and its `+sdown` names it the same way.
+    #[test]
+    fn hostname_payloads_name_the_replica_before_the_at() {
+        let mut t = Timeline::new();
+        fault(&mut t, 1000, 1, "redis-2");
+        sentinel(
+            &mut t,
+            1200,
+            "-sdown",
+            "slave redis-1:6379 redis-1 6379 @ g1 redis-2 6379",
+        );
+        sentinel(
+            &mut t,
+            4100,
+            "+sdown",
+            "slave redis-2:6379 redis-2 6379 @ g1 redis-1 6379",
+        );
+        let w = writes(0, 6000, |_| true);
+        let m = &analyze(t.events(), &w, ms(6000), &FailoverConfig::default())[0].metrics;
+        assert_eq!(m.detection, Some(ms(3100)));
+        assert!(
+            !m.notes.iter().any(|n| n.starts_with("detection:")),
+            "{:?}",
+            m.notes
+        );
+        assert_eq!(m.promotion, None);
+    }
+
     #[test]
     fn detection_falls_back_with_a_note_when_nothing_names_the_target() {
         let mut t = Timeline::new();

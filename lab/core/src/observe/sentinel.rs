@@ -199,6 +199,33 @@ mod tests {
         assert_eq!(rw("master g1 redis-1 6379"), "master g1 redis-1 6379");
     }
 
+    /// Payloads as valkey 8.1 sends them with `announce-hostnames yes` and the replicas
+    /// announcing their hostnames (captured from g1's failover on Podman): nodes arrive as
+    /// service names and stay as they are; Sentinels still go by address, and are named.
+    #[test]
+    fn hostname_payloads_keep_their_names() {
+        for p in [
+            "master g1 redis-1 6379",
+            "master g1 redis-1 6379 #quorum 3/2",
+            "g1 redis-1 6379 redis-2 6379",
+            "slave redis-1:6379 redis-1 6379 @ g1 redis-2 6379",
+            "slave redis-2:6379 redis-2 6379 @ g1 redis-1 6379 new reported role is master",
+        ] {
+            assert_eq!(rw(p), p);
+        }
+        assert_eq!(
+            rw("sentinel 9fb23d46 172.18.0.9 26379 @ g1 redis-1 6379"),
+            "sentinel 9fb23d46 sentinel-1 26379 @ g1 redis-1 6379"
+        );
+        // A host the lab does not know is left alone: another name, or none at all (what
+        // Sentinel reported by address for a node whose name did not resolve while it was down).
+        assert_eq!(
+            rw("slave redis-9:6379 redis-9 6379 @ g1 redis-1 6379"),
+            "slave redis-9:6379 redis-9 6379 @ g1 redis-1 6379"
+        );
+        assert_eq!(rw("slave :6379  6379"), "slave :6379  6379");
+    }
+
     #[test]
     fn hello_is_noise_and_events_are_not() {
         assert!(NOISE.contains(&"__sentinel__:hello"));
