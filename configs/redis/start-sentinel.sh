@@ -7,8 +7,8 @@
 # Podman gives a restarted container a new address, and a Sentinel that tracked the old one
 # would look for the node where it no longer is. resolve-hostnames lets the config and the
 # replicas' announcements name hosts; announce-hostnames makes Sentinel key its replicas by
-# those names and report them (get-master-addr-by-name, SENTINEL replicas, events, the
-# REPLICAOF it sends) instead of the address it resolved them to once.
+# those names and report them (get-master-addr-by-name, SENTINEL replicas, events) instead
+# of the address it resolved them to once.
 set -eu
 flavor="${LAB_FLAVOR:-valkey}"
 server=""
