@@ -2,24 +2,31 @@
 //! run, at the same clients, pipeline depth, key space and value size, on a topology this bench
 //! brings up itself (instance `bench-e2e`, Docker, offline images) and removes at the end.
 //! Each criterion group is one (test, pipeline) case with two lines, `lab` and the peer, each
-//! iteration being a fixed request count, so criterion's times and throughputs sit side by
-//! side; the CPU ratio (which criterion cannot show) is printed after each group.
+//! iteration being a fixed request count. The two tools run interleaved: every iteration of the
+//! `lab` line is one round, lab and the peer back to back in alternating order (lab first, then
+//! peer first, ...), and the peer's line reports the peer runs of those same rounds (it runs
+//! further rounds only if criterion asks it for more iterations than were measured). The first
+//! round of each case is criterion's warm-up, kept out of the ratios. After each group the
+//! median per-round ratio lab ÷ peer of throughput and of CPU per operation (which criterion
+//! cannot show) is printed with its range.
 //!
-//! Target: lab/peer throughput >= 1.0 and lab/peer CPU <= 1.0.
-//! Resolution: lab's time from `Instant` (ns) over its run; the peer's from the rate it prints
-//! (its own millisecond clock over the run); CPU from getrusage (µs), lab's runtime thread
-//! against the peer process. On Docker the published ports go through docker-proxy, whose CPU
-//! is in neither figure but is shared by both, and the server runs on the same 2 cores.
+//! Target: lab/peer throughput >= 1.0 and lab/peer CPU per op <= 1.0.
+//! Fairness and resolution: see `lab_core::bench` (clock after connecting, same path, ns vs
+//! ms clocks, getrusage CPU). Both tools reach the containers' own addresses where they route
+//! (rootful Docker), so no docker-proxy sits in either path; the server runs on the same 2
+//! cores as both tools.
 //!
 //! Knobs: LAB_E2E_TOPOLOGY (redis-sentinel; redis-cluster runs the cluster-aware client against
-//! `--cluster`), LAB_E2E_REQUESTS_P1 (20000), LAB_E2E_REQUESTS_PN (100000), LAB_E2E_PORT_BASE.
+//! `--cluster`), LAB_E2E_REQUESTS_P1 (20000), LAB_E2E_REQUESTS_PN (100000), LAB_E2E_PORT_BASE,
+//! LAB_E2E_PATH (auto, direct or published).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use lab_core::bench::{BenchParams, BenchRow, Prepared, Test};
+use lab_core::bench::{BenchParams, BenchRow, Case, Path, Prepared, Test};
 use lab_core::engine::{Engine, EngineChoice};
 use lab_core::lifecycle::{self, UpOptions};
 
@@ -49,32 +56,33 @@ fn peer_installed() -> bool {
     })
 }
 
-/// Per-run figures of one tool in one case, for the ratios printed after the group.
+/// The rounds of one case: measured pairs (lab, peer), and peer runs not yet reported on the
+/// peer's criterion line.
 #[derive(Default)]
-struct Tally {
-    rates: Vec<f64>,
-    cpu_s: f64,
-    ops: f64,
-    errors: u64,
+struct Rounds {
+    played: u32,
+    pairs: Vec<(BenchRow, BenchRow)>,
+    peer_queue: VecDeque<BenchRow>,
 }
 
-impl Tally {
-    fn add(&mut self, r: &BenchRow, requests: u64) {
-        self.rates.push(r.ops_per_s);
-        self.cpu_s += r.cpu_s;
-        self.ops += requests as f64;
-        self.errors += r.errors;
-    }
-
-    fn median_rate(&self) -> f64 {
-        let mut v = self.rates.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    }
-
-    /// CPU microseconds per operation.
-    fn cpu_us_per_op(&self) -> f64 {
-        self.cpu_s * 1e6 / self.ops.max(1.0)
+impl Rounds {
+    /// Plays one round; the first one (criterion's warm-up) is kept out of the pairs.
+    fn play(
+        &mut self,
+        prepared: &Prepared,
+        p: &BenchParams,
+        test: Test,
+        pipeline: u32,
+    ) -> (BenchRow, BenchRow) {
+        let lab_first = self.played & 1 == 0;
+        let (l, k) = prepared
+            .round(p, test, pipeline, lab_first)
+            .expect("lab and the peer ran");
+        if self.played > 0 {
+            self.pairs.push((l.clone(), k.clone()));
+        }
+        self.played += 1;
+        (l, k)
     }
 }
 
@@ -117,6 +125,7 @@ fn bench_e2e(c: &mut Criterion) {
     let p1 = env_or("LAB_E2E_REQUESTS_P1", 20_000u64);
     let pn = env_or("LAB_E2E_REQUESTS_PN", 100_000u64);
     let port_base = env_or("LAB_E2E_PORT_BASE", 26_000u16);
+    let path = env_or("LAB_E2E_PATH", Path::Auto);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let state = tempfile::tempdir().expect("state dir");
     let engine = match rt.block_on(Engine::connect(&EngineChoice::from_env(Some(
@@ -159,7 +168,7 @@ fn bench_e2e(c: &mut Criterion) {
             if !criteria.all_ok() {
                 return Err(format!("{topology} came up unhealthy"));
             }
-            Prepared::new(&engine, Arc::new(inst), true).await
+            Prepared::new(&engine, Arc::new(inst), true, path).await
         }) {
             Ok(p) => {
                 prepared = Some(p);
@@ -185,9 +194,10 @@ fn bench_e2e(c: &mut Criterion) {
         panic!("e2e: cannot bring {topology} up as {INSTANCE}: {last}");
     };
     println!(
-        "e2e on {topology}: {}; {}",
+        "e2e on {topology}: {}; {}; {}",
         prepared.target,
-        prepared.peer_note(true)
+        prepared.peer_note(true),
+        prepared.path_note()
     );
     let peer = prepared.peer.clone().unwrap_or_default();
     let mut summary = vec![];
@@ -201,8 +211,7 @@ fn bench_e2e(c: &mut Criterion) {
             requests,
             ..BenchParams::default()
         };
-        let lab_t = Mutex::new(Tally::default());
-        let peer_t = Mutex::new(Tally::default());
+        let rounds = Mutex::new(Rounds::default());
         let mut g = c.benchmark_group(format!("e2e_{topology}/{}_P{pipeline}", test.name()));
         g.sample_size(10)
             .sampling_mode(SamplingMode::Flat)
@@ -212,12 +221,11 @@ fn bench_e2e(c: &mut Criterion) {
         g.bench_function("lab", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
+                let mut r = rounds.lock().expect("rounds");
                 for _ in 0..iters {
-                    let r = prepared
-                        .run_lab(&params, test, pipeline)
-                        .expect("lab's generator ran");
-                    total += as_time(&r, requests);
-                    lab_t.lock().expect("tally").add(&r, requests);
+                    let (l, k) = r.play(&prepared, &params, test, pipeline);
+                    total += as_time(&l, requests);
+                    r.peer_queue.push_back(k);
                 }
                 total
             })
@@ -225,39 +233,43 @@ fn bench_e2e(c: &mut Criterion) {
         g.bench_function(&peer, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
+                let mut r = rounds.lock().expect("rounds");
                 for _ in 0..iters {
-                    let r = prepared
-                        .run_peer(&params, test, pipeline)
-                        .expect("the peer ran");
-                    total += as_time(&r, requests);
-                    peer_t.lock().expect("tally").add(&r, requests);
+                    let k = match r.peer_queue.pop_front() {
+                        Some(k) => k,
+                        None => r.play(&prepared, &params, test, pipeline).1,
+                    };
+                    total += as_time(&k, requests);
                 }
                 total
             })
         });
         g.finish();
-        let (l, k) = (
-            lab_t.into_inner().expect("tally"),
-            peer_t.into_inner().expect("tally"),
-        );
+        let r = rounds.into_inner().expect("rounds");
+        let case = Case::of(test, pipeline, &r.pairs);
+        let errors: u64 = r.pairs.iter().map(|(l, _)| l.errors).sum();
+        let (t, u) = (case.throughput_ratio, case.cpu_ratio);
         let line = format!(
-            "{} -P {pipeline} -c {} -n {requests}: lab {:.0} ops/s, {:.2} µs CPU/op ({} runs, {} errors); {peer} {:.0} ops/s, {:.2} µs CPU/op ({} runs); lab/peer throughput {:.2}x, CPU per op {:.2}x",
+            "{} -P {pipeline} -c {} -n {requests}, {} rounds: lab {:.0} ops/s, {:.2} µs CPU/op ({} errors); {peer} {:.0} ops/s, {:.2} µs CPU/op; lab/peer throughput {:.2}x (range {:.2}-{:.2}), CPU per op {:.2}x (range {:.2}-{:.2})",
             test.name(),
             params.clients,
-            l.median_rate(),
-            l.cpu_us_per_op(),
-            l.rates.len(),
-            l.errors,
-            k.median_rate(),
-            k.cpu_us_per_op(),
-            k.rates.len(),
-            l.median_rate() / k.median_rate().max(1e-9),
-            l.cpu_us_per_op() / k.cpu_us_per_op().max(1e-9),
+            case.rounds,
+            case.lab_ops_per_s.median,
+            case.lab_cpu_us_per_op.median,
+            errors,
+            case.peer_ops_per_s.median,
+            case.peer_cpu_us_per_op.median,
+            t.median,
+            t.min,
+            t.max,
+            u.median,
+            u.min,
+            u.max,
         );
         println!("{line}");
         summary.push(line);
     }
-    println!("\ne2e summary ({topology}; throughput: median of runs; CPU: total over runs; resolution in the bench's header):");
+    println!("\ne2e summary ({topology}; {}; medians of per-round figures, ranges over rounds; resolution in lab_core::bench):", prepared.path_note());
     for l in summary {
         println!("  {l}");
     }

@@ -225,6 +225,14 @@ pub enum BenchCmd {
         /// Skip the peer tool.
         #[arg(long)]
         no_peer: bool,
+        /// Measured rounds per case (lab and the peer back to back, alternating order).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// How both tools reach the servers: the containers' own addresses (direct, as
+        /// redis-benchmark --cluster does), the published 127.0.0.1 ports, or direct where
+        /// those addresses route (auto).
+        #[arg(long, default_value = "auto")]
+        path: lab_core::bench::Path,
         #[arg(long)]
         json: bool,
     },

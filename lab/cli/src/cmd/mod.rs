@@ -92,6 +92,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
             pipeline,
             value_size,
             no_peer,
+            rounds,
+            path,
             json,
         }) => {
             let engine = ctx.engine().await?;
@@ -104,6 +106,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 pipelines: pipeline,
                 value_size,
                 peer: !no_peer,
+                rounds,
+                path,
                 ..Default::default()
             };
             let r = lab_core::bench::redis(&engine, std::sync::Arc::new(inst), &params)
@@ -114,32 +118,37 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 return Ok(0);
             }
             println!(
-                "target {}; {} clients, {} requests per test; {}",
-                r.target, clients, requests, r.peer_note
+                "target {}; {} clients, {} requests per run, {} rounds per case after one warm-up run of each tool; {}",
+                r.target, clients, requests, rounds, r.peer_note
             );
             println!(
-                "{:<18} {:<4} {:>3} {:>12} {:>9} {:>9} {:>8} {:>7}",
-                "TOOL", "TEST", "P", "OPS/S", "P50 ms", "P99 ms", "CPU s", "ERRORS"
+                "{:<18} {:<4} {:>3} {:>5} {:>12} {:>9} {:>9} {:>10} {:>7}",
+                "TOOL", "TEST", "P", "ROUND", "OPS/S", "P50 ms", "P99 ms", "CPU us/op", "ERRORS"
             );
             for row in &r.rows {
                 let ms =
                     |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<18} {:<4} {:>3} {:>12.0} {:>9} {:>9} {:>8.2} {:>7}",
+                    "{:<18} {:<4} {:>3} {:>5} {:>12.0} {:>9} {:>9} {:>10.2} {:>7}",
                     row.tool,
                     row.test,
                     row.pipeline,
+                    row.round,
                     row.ops_per_s,
                     ms(row.p50_ms),
                     ms(row.p99_ms),
-                    row.cpu_s,
+                    row.cpu_us_per_op(),
                     row.errors
                 );
             }
-            for (t, p, ops, cpu) in &r.ratios {
-                println!("ratio lab/peer {t} -P {p}: throughput {ops:.2}x, CPU {cpu:.2}x");
+            for c in &r.cases {
+                let (t, u) = (c.throughput_ratio, c.cpu_ratio);
+                println!(
+                    "lab/peer {} -P {} over {} rounds: throughput {:.2}x (range {:.2}-{:.2}), CPU per op {:.2}x (range {:.2}-{:.2})",
+                    c.test, c.pipeline, c.rounds, t.median, t.min, t.max, u.median, u.min, u.max
+                );
             }
-            println!("latency resolution: 1 us histogram buckets (lab), as printed by the peer (its own histogram)");
+            println!("resolution: lab's clock ns, the peer's ms (±1 ms per run); CPU from getrusage; latency in 1 us histogram buckets (lab), the peer's own histogram");
             Ok(0)
         }
         Command::Images(ImagesCmd::List) => {

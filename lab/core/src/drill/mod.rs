@@ -623,6 +623,7 @@ fn spec_for(sc: &Scenario, routes: &Routes) -> Result<workload::Spec, DrillError
         groups,
         duration: None,
         requests: None,
+        ..workload::Spec::default()
     })
 }
 

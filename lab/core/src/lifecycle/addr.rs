@@ -55,6 +55,25 @@ impl AddrMap {
         self.ports.get(&(svc.clone(), port)).copied()
     }
 
+    /// The container's own address behind a published `host_port`: its IP on one of lab's
+    /// networks (the lowest, when it has several) and the container port. This is what Sentinel
+    /// and CLUSTER NODES announce; it routes from the host with rootful Docker or Podman on
+    /// Linux, not with rootless Podman or on macOS.
+    pub fn container_addr(&self, service: &str, host_port: u16) -> Option<std::net::SocketAddr> {
+        let cport = self
+            .ports
+            .iter()
+            .find(|((s, _), hp)| s == service && **hp == host_port)
+            .map(|((_, cp), _)| *cp)?;
+        let ip = self
+            .hosts
+            .iter()
+            .filter(|(_, s)| s.as_str() == service)
+            .filter_map(|(h, _)| h.parse::<std::net::IpAddr>().ok())
+            .min()?;
+        Some(std::net::SocketAddr::new(ip, cport))
+    }
+
     /// For tests and hand-built maps.
     pub fn insert(&mut self, host: &str, service: &str, container_port: u16, host_port: u16) {
         self.hosts.insert(host.to_string(), service.to_string());
@@ -76,5 +95,11 @@ mod tests {
         assert_eq!(m.translate("redis-1", 6379), Some(16001));
         assert_eq!(m.translate("10.89.0.9", 6379), None);
         assert_eq!(m.service_of("10.89.0.5"), Some("redis-1"));
+        assert_eq!(
+            m.container_addr("redis-1", 16001),
+            Some("10.89.0.5:6379".parse().expect("addr"))
+        );
+        assert_eq!(m.container_addr("redis-1", 16002), None);
+        assert_eq!(m.container_addr("redis-2", 16001), None);
     }
 }

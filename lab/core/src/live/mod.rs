@@ -940,6 +940,7 @@ impl Core {
                 groups: vec![g],
                 duration: None,
                 requests: None,
+                ..workload::Spec::default()
             };
             let run = workload::Run {
                 routes: self.routes.clone(),

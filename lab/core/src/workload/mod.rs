@@ -47,6 +47,16 @@ pub struct Spec {
     pub groups: Vec<usize>,
     pub duration: Option<Duration>,
     pub requests: Option<u64>,
+    /// Closed loop: every client connects (and authenticates) to its nodes before the clock
+    /// starts, as redis-benchmark creates its clients before it starts timing.
+    pub connect_first: bool,
+    /// Client `i` sends only to group `i mod n` of its groups, one connection per client, as
+    /// `redis-benchmark --cluster` spreads its clients over the masters. Otherwise every
+    /// batch picks a group at random.
+    pub sticky_groups: bool,
+    /// Width of the recorder's time buckets. A benchmark that reports only whole-run figures
+    /// uses one wide bucket: each bucket a client opens clears a dense histogram (~70 KiB).
+    pub bucket_width: Duration,
 }
 
 impl Default for Spec {
@@ -64,6 +74,9 @@ impl Default for Spec {
             groups: vec![],
             duration: Some(Duration::from_secs(10)),
             requests: None,
+            connect_first: false,
+            sticky_groups: false,
+            bucket_width: crate::measure::buckets::DEFAULT_BUCKET_WIDTH,
         }
     }
 }

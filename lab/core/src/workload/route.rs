@@ -3,7 +3,8 @@
 //! the Sentinels (`get-master-addr-by-name`) or the cluster (`CLUSTER SLOTS`), waking early
 //! whenever a worker reports trouble. Workers read it without awaiting while holding it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct Routes {
     table: RwLock<Table>,
     version: AtomicU64,
     pub trouble: tokio::sync::Notify,
+    /// Connect to the containers' own addresses instead of the published ports.
+    direct: AtomicBool,
     map: RwLock<AddrMap>,
     engine: Engine,
     inst: Arc<Instance>,
@@ -101,6 +104,7 @@ impl Routes {
             table: RwLock::new(Table::default()),
             version: AtomicU64::new(0),
             trouble: tokio::sync::Notify::new(),
+            direct: AtomicBool::new(false),
             map: RwLock::new(map),
             engine,
             inst,
@@ -158,6 +162,31 @@ impl Routes {
         }
         self.version.fetch_add(1, Ordering::Relaxed);
         Some(addr)
+    }
+
+    /// From now on, clients connect to each node at its container address on lab's network
+    /// (what Sentinel and CLUSTER NODES announce, and what `redis-benchmark --cluster` uses)
+    /// rather than through its published 127.0.0.1 port (docker-proxy or rootlessport).
+    /// Nodes stay named by their published port. Only where those addresses route.
+    pub fn set_direct(&self, on: bool) {
+        self.direct.store(on, Ordering::Relaxed);
+    }
+
+    pub fn is_direct(&self) -> bool {
+        self.direct.load(Ordering::Relaxed)
+    }
+
+    /// Where a client connects to reach `n`.
+    pub fn socket_addr(&self, n: &NodeAddr) -> SocketAddr {
+        let published = SocketAddr::from((Ipv4Addr::LOCALHOST, n.port));
+        if !self.is_direct() {
+            return published;
+        }
+        self.map
+            .read()
+            .ok()
+            .and_then(|m| m.container_addr(&n.node, n.port))
+            .unwrap_or(published)
     }
 
     pub fn translate(&self, host: &str, port: u16) -> Option<NodeAddr> {

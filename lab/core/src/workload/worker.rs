@@ -68,12 +68,22 @@ pub(super) async fn run_all(run: super::Run) -> Output {
         live,
         stop,
     } = run;
+    let clients = spec.clients.max(1);
+    let mut ready = if spec.connect_first {
+        connect_all(&routes, &keys, &spec, password.as_deref()).await
+    } else {
+        vec![]
+    };
     let started = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
-    let clients = spec.clients.max(1);
     let mut set = tokio::task::JoinSet::new();
     for i in 0..clients {
+        let conns = ready
+            .get_mut(i as usize)
+            .map(std::mem::take)
+            .unwrap_or_default();
         let w = Worker {
+            conns,
             routes: routes.clone(),
             keys: keys.clone(),
             spec: spec.clone(),
@@ -89,7 +99,7 @@ pub(super) async fn run_all(run: super::Run) -> Output {
         };
         set.spawn(w.run());
     }
-    let mut recorder = Recorder::new();
+    let mut recorder = Recorder::with_bucket_width(spec.bucket_width).unwrap_or_default();
     let mut writes = vec![];
     let mut ops = 0;
     while let Some(r) = set.join_next().await {
@@ -117,7 +127,80 @@ pub(super) async fn run_all(run: super::Run) -> Output {
     }
 }
 
+/// The groups client `index` sends to (indices into the key plan's groups).
+fn groups_of(spec: &Spec, index: u32, ngroups: usize) -> Vec<usize> {
+    let allowed: Vec<usize> = if spec.groups.is_empty() {
+        (0..ngroups).collect()
+    } else {
+        spec.groups.clone()
+    };
+    if spec.sticky_groups && !allowed.is_empty() {
+        vec![allowed[index as usize % allowed.len()]]
+    } else {
+        allowed
+    }
+}
+
+/// The master each group's keys go to now.
+fn target_of(routes: &Routes, group: usize, first_key: &[u8]) -> Option<NodeAddr> {
+    match routes.discovery {
+        Discovery::Cluster { .. } => routes.slot_owner(key_slot(first_key)),
+        Discovery::Pinned { .. } => routes.master_of(0),
+        Discovery::Sentinel { .. } => routes.master_of(group),
+    }
+}
+
+/// Opens every client's connections to the masters of its groups, all at once, before the
+/// clock starts (`Spec::connect_first`). A node that does not answer is left to the client,
+/// which connects on its first request as usual.
+async fn connect_all(
+    routes: &Arc<Routes>,
+    keys: &Arc<KeyPlan>,
+    spec: &Spec,
+    password: Option<&str>,
+) -> Vec<HashMap<u16, RespConn>> {
+    let ngroups = keys.groups.len().max(1);
+    let mut set = tokio::task::JoinSet::new();
+    let mut key = Vec::with_capacity(32);
+    for i in 0..spec.clients.max(1) {
+        let mut targets: Vec<NodeAddr> = vec![];
+        for g in groups_of(spec, i, ngroups) {
+            key.clear();
+            keys.push_read_key(g, 0, &mut key);
+            if let Some(t) = target_of(routes, g, &key) {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+        }
+        let routes = routes.clone();
+        let (password, timeout) = (password.map(str::to_string), spec.op_timeout);
+        set.spawn(async move {
+            let mut conns = HashMap::new();
+            for t in targets {
+                let addr = routes.socket_addr(&t);
+                if let Ok(c) =
+                    RespConn::connect_to(addr, t.port, password.as_deref(), timeout).await
+                {
+                    conns.insert(t.port, c);
+                }
+            }
+            (i, conns)
+        });
+    }
+    let mut out: Vec<HashMap<u16, RespConn>> =
+        (0..spec.clients.max(1)).map(|_| HashMap::new()).collect();
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, conns)) = r {
+            out[i as usize] = conns;
+        }
+    }
+    out
+}
+
 struct Worker {
+    /// Connections opened before the clock started (`Spec::connect_first`).
+    conns: HashMap<u16, RespConn>,
     routes: Arc<Routes>,
     keys: Arc<KeyPlan>,
     spec: Spec,
@@ -140,20 +223,15 @@ enum Fail {
 
 impl Worker {
     async fn run(mut self) -> (Recorder, Vec<WriteOp>, u64) {
-        let mut rec = Recorder::new();
+        let mut rec = Recorder::with_bucket_width(self.spec.bucket_width).unwrap_or_default();
         let mut log = Vec::new();
-        let mut conns: HashMap<u16, RespConn> = HashMap::new();
+        let mut conns: HashMap<u16, RespConn> = std::mem::take(&mut self.conns);
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15
             ^ ((self.index as u64 + 1) << 17)
             ^ self.t0.elapsed().as_nanos() as u64);
         let pipeline = self.spec.pipeline.max(1);
         let ngroups = self.keys.groups.len().max(1);
-        let allowed: Vec<usize> = if self.spec.groups.is_empty() {
-            (0..ngroups).collect()
-        } else {
-            self.spec.groups.clone()
-        };
-        let cluster = matches!(self.routes.discovery, Discovery::Cluster { .. });
+        let allowed = groups_of(&self.spec, self.index, ngroups);
         // Open loop: this worker's share of the rate, offset so workers do not send in step.
         let period = match self.spec.mode {
             LoadMode::Open { rate } if rate > 0.0 => Some(Duration::from_secs_f64(
@@ -225,17 +303,7 @@ impl Worker {
                     key: from..batch.keys.len(),
                 });
             }
-            let target = if cluster {
-                self.routes.slot_owner(key_slot(batch.key(&batch.ops[0])))
-            } else {
-                self.routes.master_of(
-                    if matches!(self.routes.discovery, Discovery::Pinned { .. }) {
-                        0
-                    } else {
-                        g
-                    },
-                )
-            };
+            let target = target_of(&self.routes, g, batch.key(&batch.ops[0]));
             let at = planned.saturating_duration_since(self.t0);
             // Open loop: a request already older than the op timeout when its turn comes is one
             // the client has given up on. Sending it late would count it as a success at its
@@ -256,18 +324,37 @@ impl Worker {
                 }
             }
             let latency = planned.elapsed();
-            for (op, (outcome, node)) in batch.ops.iter().zip(results.drain(..)) {
+            // A pipelined batch mostly ends alike (same node, outcome and kind): each run of
+            // equal operations is recorded once with its length.
+            let mut i = 0;
+            while i < results.len() {
+                let (outcome, node) = &results[i];
+                let write = batch.ops[i].write;
+                let mut j = i + 1;
+                while j < results.len()
+                    && results[j].0 == *outcome
+                    && results[j].1 == *node
+                    && batch.ops[j].write == write
+                {
+                    j += 1;
+                }
                 let node_name = node.as_ref().map(|n: &NodeAddr| &*n.node);
-                rec.record(at, latency, outcome, node_name, op.write);
-                if op.write && self.spec.track_writes {
-                    log.push(WriteOp {
-                        id: op.id,
-                        at,
-                        ok: outcome == Outcome::Ok,
-                        group: op.group,
-                    });
+                rec.record_n(at, latency, *outcome, node_name, write, (j - i) as u64);
+                i = j;
+            }
+            if self.spec.track_writes {
+                for (op, (outcome, _)) in batch.ops.iter().zip(&results) {
+                    if op.write {
+                        log.push(WriteOp {
+                            id: op.id,
+                            at,
+                            ok: *outcome == Outcome::Ok,
+                            group: op.group,
+                        });
+                    }
                 }
             }
+            results.clear();
             done += batch.ops.len() as u64;
             if let Some(tx) = &self.live {
                 if last_flush.elapsed() >= FLUSH_EVERY {
@@ -393,7 +480,12 @@ impl Worker {
         if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(target.port) {
             match tokio::time::timeout_at(
                 deadline,
-                RespConn::connect(target.port, self.password.as_deref(), timeout),
+                RespConn::connect_to(
+                    self.routes.socket_addr(target),
+                    target.port,
+                    self.password.as_deref(),
+                    timeout,
+                ),
             )
             .await
             {
@@ -419,9 +511,9 @@ impl Worker {
         }
         for op in ops {
             if op.write {
-                c.queue(&[b"SET", batch.key(op), &batch.value]);
+                c.queue_set(batch.key(op), &batch.value);
             } else {
-                c.queue(&[b"GET", batch.key(op)]);
+                c.queue_get(batch.key(op));
             }
         }
         let expected = ops.len() + usize::from(asking);
