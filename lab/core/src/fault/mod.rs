@@ -10,8 +10,10 @@
 //! (stress, disk full, clock skew) run inside the container and heal there: see [`resource`];
 //! a slow disk is a throttle on the container's cgroup, written from the host: see [`disk`].
 
+pub mod disconnect;
 pub mod disk;
 pub mod net;
+pub mod netem;
 pub mod resource;
 pub mod timeline;
 
@@ -133,8 +135,13 @@ pub struct Applied {
 impl Applied {
     pub fn describe(&self) -> String {
         match &self.kind {
-            // A network fault names its nodes itself.
-            Kind::Net(n) => n.effect.to_string(),
+            // A network fault names its nodes itself, and the mechanism when it is not the
+            // usual one for its kind.
+            Kind::Net(n) => match n.mechanism {
+                net::Mechanism::Disconnect => format!("{} (network disconnect)", n.effect),
+                net::Mechanism::Netem => format!("{} (netem)", n.effect),
+                _ => n.effect.to_string(),
+            },
             k => format!("{k} {}", self.node),
         }
     }
