@@ -250,12 +250,14 @@ fn slow_disk_throttles_the_data_disk_and_heals() {
             persistence.get("aof_last_write_status"),
             persistence.get("aof_delayed_fsync")
         );
-        // 40 fsyncs at <= 20 I/O per second: at least (40 - 2 in the first slice) / 20 s.
+        // 40 fsyncs at <= 20 I/O per second: at least (40 - 2 in the first 100 ms slice) / 20 s
+        // = 1.9 s whatever the host does; 1.5 s leaves room for the slice arithmetic.
         assert!(
             slow >= Duration::from_millis(1500),
             "40 fsync'd SETs took {slow:?} at 20 IOPS"
         );
-        assert!(slow > quick * 3, "{quick:?} -> {slow:?}");
+        // No ratio to the unthrottled run: that one is the host's disk, shared and at times
+        // itself slow (3.2 s for the same 40 SETs was seen while other tests wrote).
 
         // --- Heal: the limit is gone from the host's cgroup, the disk is fast again.
         lab.ok(&["heal", TOPO, "--name", n]);
@@ -271,8 +273,10 @@ fn slow_disk_throttles_the_data_disk_and_heals() {
             "{e}: healed: direct {:.1} MiB/s, 40 SETs {quick2:?}",
             after / MIB
         );
+        // Only the disk bounds it now; the disk is shared (9 MiB/s was seen while other
+        // tests wrote), so the floor is twice the lifted limit, not a speed.
         assert!(
-            after >= 5.0 * MIB,
+            after >= 2.0 * MIB,
             "direct writes at {:.2} MiB/s after heal",
             after / MIB
         );
