@@ -55,7 +55,7 @@ pub enum Command {
     #[command(subcommand)]
     Report(ReportCmd),
     /// Inject a fault by hand into a running topology (journalled; `lab heal` undoes it).
-    Fault(FaultArgs),
+    Fault(Box<FaultArgs>),
     /// Undo faults still applied (all of them, or one by id), including those a killed lab left.
     Heal(HealArgs),
     /// Live screen: attach to a topology (or bring it up), drive load, break nodes with a
@@ -139,7 +139,7 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart, pause; resource: stress, disk-full, clock-skew; network:
+    /// kill, stop, restart, pause; resource: stress, disk-full, clock-skew, slow-disk; network:
     /// isolate, partition, one-way, cut-clients, loss, latency.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
@@ -188,6 +188,15 @@ pub struct FaultArgs {
     /// clock-skew: how far to move the clock, e.g. +90s or -2m.
     #[arg(long, allow_hyphen_values = true)]
     pub offset: Option<String>,
+    /// slow-disk: cap the node's writes to its data directory's disk, bytes per second (1m).
+    #[arg(long)]
+    pub write_bps: Option<String>,
+    /// slow-disk: cap its reads, bytes per second.
+    #[arg(long)]
+    pub read_bps: Option<String>,
+    /// slow-disk: cap its read and write operations per second each.
+    #[arg(long)]
+    pub iops: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -453,6 +453,11 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
         let netem = d["capabilities"]["netem"]["supported"]
             .as_bool()
             .expect("netem");
+        if netem {
+            // The fixture runs where netem works (tests/netem.rs covers that path).
+            eprintln!("SKIP refusal of via: netem: this host has sch_netem");
+            continue;
+        }
         let err = lab.fails(&[
             "drill",
             "lab/cli/tests/fixtures/net-netem.yaml",
@@ -461,14 +466,10 @@ fn unsupported_mechanism_is_refused_before_anything_starts() {
             "--port-base",
             "31900",
         ]);
-        if netem {
-            assert!(err.contains("netem"), "{err}");
-        } else {
-            assert!(
-                err.contains("cannot inject `latency` via netem") && err.contains("netem"),
-                "{err}"
-            );
-        }
+        assert!(
+            err.contains("cannot inject `latency` via netem") && err.contains("netem"),
+            "{err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
         assert!(
             lab.leftovers(&inst).is_empty(),

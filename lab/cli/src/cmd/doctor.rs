@@ -38,14 +38,29 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
         );
     }
     // Which mechanism each network fault would use here, so nobody has to guess.
+    let want = lab_core::fault::net::Want::from_env().map_err(anyhow::Error::msg)?;
     println!(
-        "  network faults: {}",
-        if caps.iptables.supported {
-            "isolate, partition, one-way, cut-clients, loss: iptables in lab-owned chains; latency/jitter/bandwidth: lab's TCP proxy (netem is not used by this build)"
-        } else {
-            "refused on this host (see iptables above)"
-        }
+        "  network faults ({}={}):",
+        lab_core::fault::net::MECHANISM_VAR,
+        std::env::var(lab_core::fault::net::MECHANISM_VAR).unwrap_or_else(|_| "auto".into())
     );
+    {
+        use lab_core::fault::net::{choose, Family};
+        for f in [
+            Family::Isolate,
+            Family::CutClients,
+            Family::Partition,
+            Family::OneWay,
+            Family::Loss,
+            Family::Latency,
+        ] {
+            let how = match choose(f, want, &caps) {
+                Ok(m) => m.to_string(),
+                Err(why) => format!("refused: {why}"),
+            };
+            println!("    {:<12} {how}", f.name());
+        }
+    }
     println!("images:");
     for (tag, present) in &images {
         println!(

@@ -305,13 +305,31 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
                     .map_err(|e| anyhow::anyhow!("--offset: {e}"))?,
             }
         }
+        "slow-disk" => {
+            let iops = a.iops.unwrap_or(0);
+            let limits = fault::disk::Limits {
+                read_bps: bytes("read-bps", &a.read_bps)?,
+                write_bps: bytes("write-bps", &a.write_bps)?,
+                read_iops: iops,
+                write_iops: iops,
+            };
+            if limits.is_empty() {
+                bail!(
+                    "slow-disk needs a non-zero limit: --write-bps 1m, --read-bps 1m or --iops 20"
+                );
+            }
+            Kind::SlowDisk {
+                limits,
+                place: None,
+            }
+        }
         "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => {
             return Ok(None)
         }
         other => bail!(
             "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
-             stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss \
-             and latency"
+             stress, disk-full, clock-skew, slow-disk, isolate, partition, one-way, \
+             cut-clients, loss and latency"
         ),
     }))
 }
@@ -408,6 +426,9 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
                 {
                     Ok(f) => {
                         timeline.applied(&f)?;
+                        if let Kind::SlowDisk { place: Some(p), .. } = &f.kind {
+                            println!("mechanism: {p}");
+                        }
                         println!("{} applied: {}", f.id, f.describe());
                         applied.push(f);
                     }

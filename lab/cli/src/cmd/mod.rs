@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(a) => doctor::doctor(&ctx, a.json).await,
         Command::Drill(a) => drill::drill(&ctx, a).await,
         Command::Report(r) => drill::report(r),
-        Command::Fault(a) => drill::fault(&ctx, a).await,
+        Command::Fault(a) => drill::fault(&ctx, *a).await,
         Command::Heal(a) => drill::heal(&ctx, a).await,
         Command::Topologies => {
             for t in lab_core::topology::known(&ctx.project) {

@@ -373,7 +373,7 @@ impl Runner<'_> {
         duration: Option<Duration>,
     ) -> Result<(), String> {
         let effect = net_effect(&self.inst, spec).await?;
-        let (f, addrs) = net::prepare(self.engine, &self.inst, effect)
+        let (f, addrs) = net::prepare_with(self.engine, &self.inst, effect, want(spec)?)
             .await
             .map_err(|e| e.to_string())?;
         let mechanism = f.mechanism;
@@ -718,6 +718,31 @@ pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, Strin
     })
 }
 
+/// The mechanism a network step asks for: its `via` (latency), else `LAB_NET_MECHANISM`.
+fn want(spec: &NetSpec) -> Result<net::Want, String> {
+    match spec {
+        NetSpec::Latency {
+            via: Via::Netem, ..
+        } => Ok(net::Want::Netem),
+        NetSpec::Latency {
+            via: Via::Proxy, ..
+        } => Ok(net::Want::Proxy),
+        _ => net::Want::from_env(),
+    }
+}
+
+fn family(spec: &NetSpec) -> net::Family {
+    use net::Family as F;
+    match spec {
+        NetSpec::Isolate { .. } => F::Isolate,
+        NetSpec::Partition { .. } => F::Partition,
+        NetSpec::OneWay { .. } => F::OneWay,
+        NetSpec::CutClients { .. } => F::CutClients,
+        NetSpec::Loss { .. } => F::Loss,
+        NetSpec::Latency { .. } => F::Latency,
+    }
+}
+
 /// Refuses, in one sentence and before anything starts, a drill whose faults this host
 /// cannot inject.
 pub fn check_net_capabilities(sc: &Scenario, caps: &HostCapabilities) -> Result<(), DrillError> {
@@ -725,33 +750,12 @@ pub fn check_net_capabilities(sc: &Scenario, caps: &HostCapabilities) -> Result<
         let FaultSpec::Net { net, .. } = spec else {
             continue;
         };
-        let refuse = |why: String| {
-            Err(DrillError::Run(format!(
+        if let Err(why) = want(net).and_then(|w| net::choose(family(net), w, caps)) {
+            return Err(DrillError::Run(format!(
                 "{}: this host cannot inject F{id} ({}): {why}; nothing was started",
                 sc.source.file,
                 net.key()
-            )))
-        };
-        if !caps.iptables.supported {
-            return refuse(caps.iptables.how.clone());
-        }
-        if let NetSpec::Latency {
-            via: Via::Netem, ..
-        } = net
-        {
-            if caps.netem.supported {
-                return refuse(
-                    "this build injects latency through its proxy only (use `via: proxy`)".into(),
-                );
-            }
-            return refuse(format!(
-                "cannot inject `latency` via netem: {} (use `via: proxy`)",
-                caps.netem
-                    .how
-                    .split("; lab will")
-                    .next()
-                    .unwrap_or(&caps.netem.how)
-            ));
+            )));
         }
     }
     Ok(())

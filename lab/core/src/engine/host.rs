@@ -1,6 +1,6 @@
 //! What fault mechanisms this host supports, found by trying them in throwaway places
 //! (never assumed): the freezer for pause, iptables reachable in a container's network
-//! namespace, and the `sch_netem` qdisc for `tc netem`.
+//! namespace, the `sch_netem` qdisc for `tc netem`, and a block I/O throttle for slow disks.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,15 +18,17 @@ pub struct HostCapabilities {
     pub iptables: Capability,
     pub netem: Capability,
     pub network_disconnect: Capability,
+    pub slow_disk: Capability,
 }
 
 impl HostCapabilities {
-    pub fn all(&self) -> [&Capability; 4] {
+    pub fn all(&self) -> [&Capability; 5] {
         [
             &self.pause,
             &self.iptables,
             &self.netem,
             &self.network_disconnect,
+            &self.slow_disk,
         ]
     }
 }
@@ -86,6 +88,7 @@ pub fn host_capabilities(rootless: bool) -> HostCapabilities {
     };
 
     let netem = probe_netem(root);
+    let (disk_ok, disk_how) = crate::fault::disk::host_support();
 
     HostCapabilities {
         pause,
@@ -95,6 +98,15 @@ pub fn host_capabilities(rootless: bool) -> HostCapabilities {
             name: "network-disconnect",
             supported: true,
             how: "engine API (disconnect/connect a container from its network)".into(),
+        },
+        slow_disk: Capability {
+            name: "slow-disk",
+            supported: disk_ok && root,
+            how: if root {
+                disk_how
+            } else {
+                "needs root to write the containers' cgroup files".into()
+            },
         },
     }
 }

@@ -319,6 +319,48 @@ impl Engine {
         }
     }
 
+    /// Takes a container off a network (the network-disconnect fallback of `isolate`).
+    pub async fn disconnect_network(
+        &self,
+        network: &str,
+        container: &str,
+    ) -> Result<(), EngineError> {
+        let req = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(false),
+        };
+        self.docker
+            .disconnect_network(network, req)
+            .await
+            .map_err(|e| EngineError::call("disconnect from its network container", container, e))
+    }
+
+    /// Puts a container back on a network under `aliases`, at `ip` when given. Docker accepts
+    /// an address only on networks created with a subnet; the caller retries without one.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        ip: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ipam_config: ip.map(|ip| bollard::models::EndpointIpamConfig {
+                    ipv4_address: Some(ip.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(network, req)
+            .await
+            .map_err(|e| EngineError::call("reconnect to its network container", container, e))
+    }
+
     pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         let opts = RemoveVolumeOptionsBuilder::default().force(true).build();
         match self.docker.remove_volume(name, Some(opts)).await {

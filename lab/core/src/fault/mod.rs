@@ -7,9 +7,13 @@
 //! is thawed if frozen and started if not running. That heal is idempotent, so healing a
 //! fault twice, or one the engine already undid, is harmless. Network faults (`net`) are
 //! iptables rules and proxies; they heal by removing exactly what they added. Resource faults
-//! (stress, disk full, clock skew) run inside the container and heal there: see [`resource`].
+//! (stress, disk full, clock skew) run inside the container and heal there: see [`resource`];
+//! a slow disk is a throttle on the container's cgroup, written from the host: see [`disk`].
 
+pub mod disconnect;
+pub mod disk;
 pub mod net;
+pub mod netem;
 pub mod resource;
 pub mod timeline;
 
@@ -53,6 +57,13 @@ pub enum Kind {
     },
     /// The node's wall clock moved by this many seconds (libfaketime).
     ClockSkew { offset_s: i64 },
+    /// The node's block I/O throttled through its cgroup (`disk.rs`). `place` is found on the
+    /// host when the fault is prepared.
+    SlowDisk {
+        limits: disk::Limits,
+        #[serde(default)]
+        place: Option<disk::Place>,
+    },
 }
 
 impl Kind {
@@ -66,6 +77,7 @@ impl Kind {
             Kind::Stress { .. } => "stress",
             Kind::DiskFull { .. } => "disk_full",
             Kind::ClockSkew { .. } => "clock_skew",
+            Kind::SlowDisk { .. } => "slow_disk",
         }
     }
 
@@ -74,7 +86,10 @@ impl Kind {
     pub fn is_resource(&self) -> bool {
         matches!(
             self,
-            Kind::Stress { .. } | Kind::DiskFull { .. } | Kind::ClockSkew { .. }
+            Kind::Stress { .. }
+                | Kind::DiskFull { .. }
+                | Kind::ClockSkew { .. }
+                | Kind::SlowDisk { .. }
         )
     }
 }
@@ -95,6 +110,7 @@ impl std::fmt::Display for Kind {
             Kind::DiskFull { leave: 0, .. } => f.write_str("disk full"),
             Kind::DiskFull { leave, .. } => write!(f, "disk full ({leave} bytes left)"),
             Kind::ClockSkew { offset_s } => write!(f, "clock skew ({offset_s:+}s)"),
+            Kind::SlowDisk { limits, .. } => write!(f, "slow disk ({limits})"),
             other => f.write_str(other.name()),
         }
     }
@@ -119,8 +135,13 @@ pub struct Applied {
 impl Applied {
     pub fn describe(&self) -> String {
         match &self.kind {
-            // A network fault names its nodes itself.
-            Kind::Net(n) => n.effect.to_string(),
+            // A network fault names its nodes itself, and the mechanism when it is not the
+            // usual one for its kind.
+            Kind::Net(n) => match n.mechanism {
+                net::Mechanism::Disconnect => format!("{} (network disconnect)", n.effect),
+                net::Mechanism::Netem => format!("{} (netem)", n.effect),
+                _ => n.effect.to_string(),
+            },
             k => format!("{k} {}", self.node),
         }
     }

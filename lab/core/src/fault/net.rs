@@ -117,6 +117,12 @@ pub enum Mechanism {
     Iptables,
     /// DNAT in the sender's namespace to a proxy run by lab (no `sch_netem` needed).
     Proxy,
+    /// The engine takes the container off its networks (`isolate` where iptables cannot be
+    /// entered, or when `LAB_NET_MECHANISM=disconnect`); see `disconnect.rs`.
+    Disconnect,
+    /// `tc netem` qdiscs on the nodes' interfaces, where the kernel has `sch_netem`; see
+    /// `netem.rs`.
+    Netem,
 }
 
 impl std::fmt::Display for Mechanism {
@@ -124,6 +130,8 @@ impl std::fmt::Display for Mechanism {
         f.write_str(match self {
             Mechanism::Iptables => "iptables in the nodes' network namespaces",
             Mechanism::Proxy => "lab's userspace TCP proxy (DNAT in the sender's namespace)",
+            Mechanism::Disconnect => "the engine's network disconnect (reconnected on heal)",
+            Mechanism::Netem => "tc netem on the nodes' interfaces",
         })
     }
 }
@@ -133,8 +141,11 @@ impl std::fmt::Display for Mechanism {
 pub struct NetFault {
     pub effect: Effect,
     pub mechanism: Mechanism,
-    /// Containers whose network namespace gets (or got) lab's chains.
+    /// Containers whose network namespace gets (or got) lab's chains (or netem qdiscs).
     pub containers: Vec<String>,
+    /// `Disconnect`: the networks to put the container back on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<super::disconnect::Endpoint>,
 }
 
 /// A container's place on the project network.
@@ -149,15 +160,151 @@ pub struct Addr {
     pub ports: Vec<u16>,
 }
 
+/// Which mechanism a fault asks for: `Auto` picks by what the host supports; the others come
+/// from a drill's `via` or from `LAB_NET_MECHANISM` (auto, iptables, disconnect, proxy, netem).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Want {
+    #[default]
+    Auto,
+    Iptables,
+    Disconnect,
+    Proxy,
+    Netem,
+}
+
+/// The environment variable that forces a mechanism (for tests and for hosts where the
+/// automatic choice is not wanted).
+pub const MECHANISM_VAR: &str = "LAB_NET_MECHANISM";
+
+impl Want {
+    pub fn parse(s: &str) -> Result<Want, String> {
+        Ok(match s.trim() {
+            "" | "auto" => Want::Auto,
+            "iptables" => Want::Iptables,
+            "disconnect" => Want::Disconnect,
+            "proxy" => Want::Proxy,
+            "netem" => Want::Netem,
+            other => {
+                return Err(format!(
+                    "{MECHANISM_VAR}=`{other}` is not a mechanism; write auto, iptables, \
+                     disconnect, proxy or netem"
+                ))
+            }
+        })
+    }
+
+    pub fn from_env() -> Result<Want, String> {
+        Want::parse(&std::env::var(MECHANISM_VAR).unwrap_or_default())
+    }
+}
+
+/// The kinds of network fault, as far as the choice of mechanism goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Isolate,
+    CutClients,
+    Partition,
+    OneWay,
+    Loss,
+    Latency,
+}
+
+impl From<&Effect> for Family {
+    fn from(e: &Effect) -> Family {
+        match e {
+            Effect::Isolate { .. } => Family::Isolate,
+            Effect::CutClients { .. } => Family::CutClients,
+            Effect::Partition { .. } => Family::Partition,
+            Effect::OneWay { .. } => Family::OneWay,
+            Effect::Loss { .. } => Family::Loss,
+            Effect::Latency { .. } => Family::Latency,
+        }
+    }
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Isolate => "isolate",
+            Family::CutClients => "cut-clients",
+            Family::Partition => "partition",
+            Family::OneWay => "one-way",
+            Family::Loss => "loss",
+            Family::Latency => "latency",
+        }
+    }
+}
+
+/// Picks the mechanism for a fault on this host, or says in one sentence why none fits.
+/// Pure, so it is unit-tested: netem where the kernel has it for loss and latency, else
+/// iptables (loss) or the proxy (latency, which needs iptables for its DNAT); iptables for
+/// the partitions, with the engine's network disconnect as the fallback for `isolate`.
+pub fn choose(family: Family, want: Want, caps: &HostCapabilities) -> Result<Mechanism, String> {
+    let ipt = caps.iptables.supported;
+    let netem = caps.netem.supported;
+    let disc = caps.network_disconnect.supported;
+    let no_ipt = || format!("iptables cannot be used here: {}", caps.iptables.how);
+    let no_netem = || {
+        format!(
+            "cannot inject `{}` via netem: {}",
+            family.name(),
+            caps.netem
+                .how
+                .split("; lab will")
+                .next()
+                .unwrap_or(&caps.netem.how)
+        )
+    };
+    let only = |what: &str| format!("{} can only be injected with {what}", family.name());
+    use Family as F;
+    match (family, want) {
+        (F::Loss | F::Latency, Want::Netem) => {
+            netem.then_some(Mechanism::Netem).ok_or_else(no_netem)
+        }
+        (F::Loss | F::Latency, Want::Auto) if netem => Ok(Mechanism::Netem),
+        (F::Latency, Want::Auto | Want::Proxy) => {
+            ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
+                format!(
+                    "lab's proxy needs a DNAT rule in the node's namespace, and {}",
+                    no_ipt()
+                )
+            })
+        }
+        (F::Latency, _) => Err(only("netem or lab's proxy (via: netem or proxy)")),
+        (F::Loss, Want::Auto | Want::Iptables) => {
+            ipt.then_some(Mechanism::Iptables).ok_or_else(no_ipt)
+        }
+        (F::Loss, _) => Err(only("netem or iptables")),
+        (F::Isolate, Want::Disconnect) => disc
+            .then_some(Mechanism::Disconnect)
+            .ok_or_else(|| caps.network_disconnect.how.clone()),
+        (F::Isolate, Want::Auto) if ipt => Ok(Mechanism::Iptables),
+        (F::Isolate, Want::Auto) if disc => Ok(Mechanism::Disconnect),
+        (F::Isolate | F::CutClients | F::Partition | F::OneWay, Want::Auto | Want::Iptables) => {
+            ipt.then_some(Mechanism::Iptables).ok_or_else(no_ipt)
+        }
+        (F::CutClients, Want::Disconnect) => Err(
+            "cut-clients cannot use the network disconnect: it would cut the node off from its \
+             peers too, which is `isolate`"
+                .into(),
+        ),
+        (F::Isolate, _) => Err(only("iptables or the engine's network disconnect")),
+        (F::CutClients | F::Partition | F::OneWay, _) => Err(only("iptables")),
+    }
+}
+
 /// Refuses, in one sentence, what this host cannot do, before anything is applied.
 pub fn check_supported(effect: &Effect, caps: &HostCapabilities) -> Result<(), FaultError> {
-    if !caps.iptables.supported {
-        return Err(FaultError::Unsupported {
+    let want = Want::from_env().map_err(|reason| FaultError::Unsupported {
+        fault: effect.name().to_string(),
+        reason,
+    })?;
+    choose(effect.into(), want, caps)
+        .map(|_| ())
+        .map_err(|reason| FaultError::Unsupported {
             fault: effect.name().to_string(),
-            reason: caps.iptables.how.clone(),
-        });
-    }
-    Ok(())
+            reason,
+        })
 }
 
 /// One rule: which table and chain suffix, and the match and target after `-A <chain>`.
@@ -434,8 +581,27 @@ pub async fn prepare(
     inst: &crate::lifecycle::Instance,
     effect: Effect,
 ) -> Result<(NetFault, Vec<Addr>), FaultError> {
+    let want = Want::from_env().map_err(|reason| FaultError::Unsupported {
+        fault: effect.name().to_string(),
+        reason,
+    })?;
+    prepare_with(engine, inst, effect, want).await
+}
+
+/// [`prepare`] with the mechanism asked for (a drill's `via`) rather than read from the
+/// environment.
+pub async fn prepare_with(
+    engine: &Engine,
+    inst: &crate::lifecycle::Instance,
+    effect: Effect,
+    want: Want,
+) -> Result<(NetFault, Vec<Addr>), FaultError> {
     let caps = crate::engine::host_capabilities(engine.info.rootless);
-    check_supported(&effect, &caps)?;
+    let mechanism =
+        choose((&effect).into(), want, &caps).map_err(|reason| FaultError::Unsupported {
+            fault: effect.name().to_string(),
+            reason,
+        })?;
     let nodes: Vec<(String, String, Vec<u16>)> = inst
         .topology
         .services
@@ -449,14 +615,30 @@ pub async fn prepare(
         })
         .collect();
     let addrs = addresses(engine, &nodes).await?;
-    let (mechanism, containers) = match &effect {
-        Effect::Latency { from, to, .. } => {
+    let mut endpoints = vec![];
+    let containers = match (&effect, mechanism) {
+        (Effect::Isolate { node }, Mechanism::Disconnect) => {
+            let a = addrs.iter().find(|a| a.node == *node).ok_or_else(|| {
+                apply_err(
+                    node,
+                    "no address on the project network (is it running?)".into(),
+                )
+            })?;
+            endpoints = super::disconnect::endpoints(engine, &a.container).await?;
+            vec![a.container.clone()]
+        }
+        (e, Mechanism::Netem) => super::netem::plan(e, &addrs)
+            .map_err(|m| apply_err(e.primary(), m))?
+            .into_iter()
+            .map(|p| p.container)
+            .collect(),
+        (Effect::Latency { from, to, .. }, _) => {
             let f = addrs.iter().find(|a| a.node == *from);
             let t = addrs.iter().find(|a| a.node == *to);
             match (f, t) {
                 (Some(f), Some(t)) if !t.ports.is_empty() => {
                     announce_own_ip(inst, f).await;
-                    (Mechanism::Proxy, vec![f.container.clone()])
+                    vec![f.container.clone()]
                 }
                 (Some(_), Some(_)) => {
                     return Err(apply_err(
@@ -472,20 +654,18 @@ pub async fn prepare(
                 }
             }
         }
-        e => (
-            Mechanism::Iptables,
-            plan(e, &addrs)
-                .map_err(|m| apply_err(e.primary(), m))?
-                .into_iter()
-                .map(|(c, _)| c)
-                .collect(),
-        ),
+        (e, _) => plan(e, &addrs)
+            .map_err(|m| apply_err(e.primary(), m))?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect(),
     };
     Ok((
         NetFault {
             effect,
             mechanism,
             containers,
+            endpoints,
         },
         addrs,
     ))
@@ -666,6 +846,11 @@ pub async fn apply(
     f: &NetFault,
     addrs: &[Addr],
 ) -> Result<(), FaultError> {
+    match f.mechanism {
+        Mechanism::Disconnect => return super::disconnect::apply(engine, &f.endpoints).await,
+        Mechanism::Netem => return super::netem::apply(engine, id, &f.effect, addrs).await,
+        Mechanism::Iptables | Mechanism::Proxy => {}
+    }
     match &f.effect {
         Effect::Latency {
             from,
@@ -785,6 +970,11 @@ pub async fn heal(
     id: &str,
     f: &NetFault,
 ) -> Result<(), FaultError> {
+    match f.mechanism {
+        Mechanism::Disconnect => return super::disconnect::heal(engine, &f.endpoints).await,
+        Mechanism::Netem => return super::netem::heal(engine, id, &f.containers).await,
+        Mechanism::Iptables | Mechanism::Proxy => {}
+    }
     let results =
         futures_util::future::join_all(f.containers.iter().map(|c| uninstall(engine, id, c))).await;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -991,6 +1181,67 @@ mod tests {
         );
     }
 
+    fn caps(ipt: bool, netem: bool) -> HostCapabilities {
+        let c = |name: &'static str, supported: bool| crate::engine::Capability {
+            name,
+            supported,
+            how: format!("{name} test reason"),
+        };
+        HostCapabilities {
+            pause: c("pause", true),
+            iptables: c("iptables", ipt),
+            netem: c("netem", netem),
+            network_disconnect: c("network-disconnect", true),
+            slow_disk: c("slow-disk", true),
+        }
+    }
+
+    #[test]
+    fn mechanism_choice_follows_the_host_and_the_request() {
+        use Family as F;
+        let full = caps(true, true);
+        let here = caps(true, false);
+        let bare = caps(false, false);
+        // netem where it works, for loss and latency only.
+        assert_eq!(choose(F::Latency, Want::Auto, &full), Ok(Mechanism::Netem));
+        assert_eq!(choose(F::Loss, Want::Auto, &full), Ok(Mechanism::Netem));
+        assert_eq!(
+            choose(F::Isolate, Want::Auto, &full),
+            Ok(Mechanism::Iptables)
+        );
+        assert_eq!(choose(F::Latency, Want::Proxy, &full), Ok(Mechanism::Proxy));
+        // Without sch_netem: the proxy and iptables; asking for netem is refused.
+        assert_eq!(choose(F::Latency, Want::Auto, &here), Ok(Mechanism::Proxy));
+        assert_eq!(choose(F::Loss, Want::Auto, &here), Ok(Mechanism::Iptables));
+        let e = choose(F::Latency, Want::Netem, &here).expect_err("no netem");
+        assert!(
+            e.contains("cannot inject `latency` via netem: netem test reason"),
+            "{e}"
+        );
+        // Without iptables: isolate falls back to the network disconnect, the rest refuse.
+        assert_eq!(
+            choose(F::Isolate, Want::Auto, &bare),
+            Ok(Mechanism::Disconnect)
+        );
+        assert_eq!(
+            choose(F::Isolate, Want::Disconnect, &full),
+            Ok(Mechanism::Disconnect)
+        );
+        let e = choose(F::Partition, Want::Auto, &bare).expect_err("no iptables");
+        assert!(e.contains("iptables test reason"), "{e}");
+        let e = choose(F::CutClients, Want::Disconnect, &full).expect_err("not sensible");
+        assert!(
+            e.contains("cut it off from its peers") || e.contains("peers too"),
+            "{e}"
+        );
+        assert!(choose(F::Partition, Want::Disconnect, &full).is_err());
+        assert!(choose(F::Latency, Want::Disconnect, &full).is_err());
+        assert_eq!(Want::parse("disconnect"), Ok(Want::Disconnect));
+        assert!(Want::parse("nft")
+            .expect_err("bad")
+            .contains("LAB_NET_MECHANISM"));
+    }
+
     #[test]
     fn chain_names_fit_iptables() {
         assert!(Hook::NatOutput.chain("f123456789").len() <= 28);
@@ -1005,6 +1256,7 @@ mod tests {
             },
             mechanism: Mechanism::Iptables,
             containers: vec!["x-redis-1".into()],
+            endpoints: vec![],
         };
         let j = serde_json::to_value(&f).expect("json");
         assert_eq!(j["effect"]["loss"]["percent"], 30);

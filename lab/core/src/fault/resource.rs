@@ -148,6 +148,9 @@ pub async fn prepare(
             }
             Ok(kind)
         }
+        Kind::SlowDisk { limits, .. } => {
+            super::disk::prepare(engine, node, container, limits).await
+        }
         other => Ok(other),
     }
 }
@@ -248,6 +251,15 @@ pub async fn apply(
             }
             Ok(())
         }
+        Kind::SlowDisk {
+            limits,
+            place: Some(place),
+        } => super::disk::apply(node, limits, place),
+        Kind::SlowDisk { place: None, .. } => Err(FaultError::Apply {
+            node: node.to_string(),
+            what: "throttle its disk".into(),
+            detail: "the fault was not prepared (no cgroup or device found)".into(),
+        }),
         Kind::ClockSkew { offset_s } => {
             let out = run(
                 engine,
@@ -273,6 +285,12 @@ pub async fn heal(
     id: &str,
     kind: &Kind,
 ) -> Result<(), FaultError> {
+    // A throttle lives on the host side of the container, paused or not: lift it there.
+    if let Kind::SlowDisk { place, .. } = kind {
+        return place
+            .as_ref()
+            .map_or(Ok(()), |p| super::disk::heal(node, p));
+    }
     let Some(state) = engine
         .inspect_container(container)
         .await?

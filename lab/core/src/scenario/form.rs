@@ -13,7 +13,7 @@ use super::assertion::{self, Assertion, Metric};
 use super::locate::{locate_in_scalar, YamlPath};
 use super::model::*;
 use super::net::{NetSpec, Via};
-use super::resource::{ClockSkewForm, DiskFullForm, SentinelsForm, StressForm};
+use super::resource::{ClockSkewForm, DiskFullForm, SentinelsForm, SlowDiskForm, StressForm};
 use super::{closest, ScenarioError};
 use crate::measure::SentinelEvent;
 use crate::topology::Role;
@@ -446,6 +446,7 @@ one_of!(FaultSpec, FaultForm, "fault",
         stress: StressForm => |f: StressForm| FaultSpec::Resource(f.into()),
         disk_full: DiskFullForm => |f: DiskFullForm| FaultSpec::Resource(f.into()),
         clock_skew: ClockSkewForm => |f: ClockSkewForm| FaultSpec::Resource(f.into()),
+        slow_disk: SlowDiskForm => |f: SlowDiskForm| FaultSpec::Resource(f.0),
     },
 );
 
@@ -1095,6 +1096,34 @@ steps:
     }
 
     #[test]
+    fn reads_slow_disk_and_refuses_one_without_a_limit() {
+        let s = parse_ok(
+            "steps:\n  - fault: {slow_disk: {target: {master_of: g1}, write_bps: 1m, iops: 20, for: 10s}}\n",
+        );
+        let (_, _, spec) = s.faults().next().expect("one fault");
+        let FaultSpec::Resource(r) = spec else {
+            panic!("{spec:?}");
+        };
+        assert_eq!(r.duration, Some(Duration::from_secs(10)));
+        assert_eq!(
+            r.fault_kind(),
+            crate::fault::Kind::SlowDisk {
+                limits: crate::fault::disk::Limits {
+                    read_bps: 0,
+                    write_bps: 1 << 20,
+                    read_iops: 20,
+                    write_iops: 20,
+                },
+                place: None,
+            }
+        );
+        assert_eq!(
+            parse_err("steps:\n  - fault: {slow_disk: {target: {node: a}}}\n"),
+            "4:12: steps[0].fault: slow_disk needs at least one non-zero limit: write_bps, read_bps or iops"
+        );
+    }
+
+    #[test]
     fn reads_the_workload() {
         let s = parse_ok(
             "workload: {mode: open, rate: 2000, clients: 4, read_ratio: 1, op_timeout: 250ms, groups: [g1]}\nsteps: [{note: x}]\n",
@@ -1117,11 +1146,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `stress`, `disk_full`, `clock_skew`, `slow_disk`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, stress, disk_full or clock_skew, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, stress, disk_full, clock_skew or slow_disk, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),

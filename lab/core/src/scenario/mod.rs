@@ -232,6 +232,7 @@ mod tests {
                 "redis-sentinel-sentinel-clock-skew",
                 "redis-sentinel-sentinel-majority-lost",
                 "redis-sentinel-sentinel-minority-lost",
+                "redis-sentinel-slow-disk-aof",
                 "redis-sentinel-slow-replica-link",
                 "redis-sentinel-split-brain",
             ]

@@ -28,6 +28,8 @@ pub enum ResourceKind {
     DiskFull { leave: u64 },
     /// The node's wall clock moved by this many seconds.
     ClockSkew { offset_s: i64 },
+    /// The node's block I/O throttled (its cgroup, for its data directory's disk).
+    SlowDisk { limits: crate::fault::disk::Limits },
 }
 
 impl ResourceFault {
@@ -36,6 +38,7 @@ impl ResourceFault {
             ResourceKind::Stress { .. } => "stress",
             ResourceKind::DiskFull { .. } => "disk_full",
             ResourceKind::ClockSkew { .. } => "clock_skew",
+            ResourceKind::SlowDisk { .. } => "slow_disk",
         }
     }
 
@@ -49,6 +52,10 @@ impl ResourceFault {
                 dir: String::new(),
             },
             ResourceKind::ClockSkew { offset_s } => Kind::ClockSkew { offset_s },
+            ResourceKind::SlowDisk { limits } => Kind::SlowDisk {
+                limits,
+                place: None,
+            },
         }
     }
 }
@@ -68,6 +75,7 @@ impl fmt::Display for ResourceFault {
             ResourceKind::ClockSkew { offset_s } => {
                 write!(f, "skew the clock of {t} by {offset_s:+}s")?
             }
+            ResourceKind::SlowDisk { limits } => write!(f, "slow the disk of {t} ({limits})")?,
         }
         match self.duration {
             Some(d) => write!(f, " for {}", super::fmt::dur(d)),
@@ -212,6 +220,27 @@ pub(super) struct ClockSkewForm {
     lasts: Option<Dur>,
 }
 
+/// `slow_disk: {...}`, checked as it is read so a drill without a limit is an error at its
+/// line and column.
+#[derive(Deserialize)]
+#[serde(try_from = "SlowDiskRaw")]
+pub(super) struct SlowDiskForm(pub(super) ResourceFault);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowDiskRaw {
+    target: Target,
+    #[serde(default)]
+    write_bps: Option<Bytes>,
+    #[serde(default)]
+    read_bps: Option<Bytes>,
+    /// Both read and write operations per second.
+    #[serde(default)]
+    iops: Option<u64>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SentinelsForm {
@@ -256,6 +285,29 @@ impl From<ClockSkewForm> for ResourceFault {
             },
             duration: s.lasts.map(|d| d.0),
         }
+    }
+}
+
+impl TryFrom<SlowDiskRaw> for SlowDiskForm {
+    type Error = String;
+    fn try_from(s: SlowDiskRaw) -> Result<Self, String> {
+        let iops = s.iops.unwrap_or(0);
+        let limits = crate::fault::disk::Limits {
+            read_bps: s.read_bps.map_or(0, |b| b.0),
+            write_bps: s.write_bps.map_or(0, |b| b.0),
+            read_iops: iops,
+            write_iops: iops,
+        };
+        if limits.is_empty() {
+            return Err(
+                "slow_disk needs at least one non-zero limit: write_bps, read_bps or iops".into(),
+            );
+        }
+        Ok(SlowDiskForm(ResourceFault {
+            target: s.target,
+            kind: ResourceKind::SlowDisk { limits },
+            duration: s.lasts.map(|d| d.0),
+        }))
     }
 }
 
