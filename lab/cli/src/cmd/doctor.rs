@@ -41,7 +41,7 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
     println!(
         "  network faults: {}",
         if caps.iptables.supported {
-            "isolate, partition, one-way, cut-clients, loss: iptables in lab-owned chains; latency/jitter/bandwidth: lab's TCP proxy (netem is not used by this build)"
+            "isolate, partition, one-way, cut-clients, loss: iptables in lab-owned chains; latency/jitter/bandwidth, timeout (no data passes), reset (TCP RST, SO_LINGER 0): lab's TCP proxy, DNAT in the sender's namespace (netem is not used by this build)"
         } else {
             "refused on this host (see iptables above)"
         }

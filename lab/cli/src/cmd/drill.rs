@@ -305,13 +305,12 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
                     .map_err(|e| anyhow::anyhow!("--offset: {e}"))?,
             }
         }
-        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => {
-            return Ok(None)
-        }
+        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" | "timeout"
+        | "reset" => return Ok(None),
         other => bail!(
             "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
-             stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss \
-             and latency"
+             stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss, \
+             latency, timeout and reset"
         ),
     }))
 }
@@ -369,6 +368,16 @@ async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Resu
                 .context("`lab fault latency` needs --delay (like 100ms)")?,
             jitter: dur("jitter", &a.jitter)?.unwrap_or_default(),
             bandwidth_kbit: a.bandwidth_kbit,
+        },
+        "timeout" => Effect::Timeout {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+            close_after: dur("close-after", &a.close_after)?,
+        },
+        "reset" => Effect::Reset {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+            after: dur("after", &a.after)?.unwrap_or_default(),
         },
         _ => return Ok(None),
     }))
@@ -453,12 +462,32 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
     };
     // Hold the fault, healing on time or on Ctrl-C, whichever comes first.
     let started = std::time::Instant::now();
+    // `lab heal` from elsewhere forgets the faults: then there is nothing left to hold.
+    let healed_elsewhere = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(left) = journal.list() {
+                if !applied.iter().any(|f| left.iter().any(|l| l.id == f.id)) {
+                    return;
+                }
+            }
+        }
+    };
+    let mut elsewhere = false;
     tokio::select! {
         _ = tokio::time::sleep(hold) => {}
         _ = tokio::signal::ctrl_c() => { println!("interrupted"); }
+        _ = healed_elsewhere => {
+            println!("healed by another `lab heal`");
+            elsewhere = true;
+        }
     }
     for f in &applied {
+        // Healed already, it still stops what runs here (its proxy).
         fault::heal(&engine, &journal, f).await?;
+        if elsewhere {
+            continue;
+        }
         timeline.healed(f)?;
         println!(
             "{} healed after {:.1}s",

@@ -714,6 +714,20 @@ pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, Strin
             jitter: *jitter,
             bandwidth_kbit: *bandwidth_kbit,
         },
+        NetSpec::Timeout {
+            from,
+            to,
+            close_after,
+        } => Effect::Timeout {
+            from: one(from).await?,
+            to: one(to).await?,
+            close_after: *close_after,
+        },
+        NetSpec::Reset { from, to, after } => Effect::Reset {
+            from: one(from).await?,
+            to: one(to).await?,
+            after: *after,
+        },
     })
 }
 

@@ -395,6 +395,28 @@ struct LatencyForm {
     lasts: Option<Dur>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutForm {
+    from: Target,
+    to: Target,
+    #[serde(default)]
+    close_after: Option<Dur>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetForm {
+    from: Target,
+    to: Target,
+    #[serde(default)]
+    after: Option<Dur>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
 /// A whole percentage, 1 to 100.
 struct Percent(u8);
 
@@ -442,6 +464,16 @@ one_of!(FaultSpec, FaultForm, "fault",
             jitter: f.jitter.map_or(Duration::ZERO, |d| d.0),
             bandwidth_kbit: f.bandwidth_kbit,
             via: f.via,
+        }, f.lasts),
+        timeout: TimeoutForm => |f: TimeoutForm| net(NetSpec::Timeout {
+            from: f.from,
+            to: f.to,
+            close_after: f.close_after.map(|d| d.0),
+        }, f.lasts),
+        reset: ResetForm => |f: ResetForm| net(NetSpec::Reset {
+            from: f.from,
+            to: f.to,
+            after: f.after.map_or(Duration::ZERO, |d| d.0),
         }, f.lasts),
         stress: StressForm => |f: StressForm| FaultSpec::Resource(f.into()),
         disk_full: DiskFullForm => |f: DiskFullForm| FaultSpec::Resource(f.into()),
@@ -1117,11 +1149,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, stress, disk_full or clock_skew, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full or clock_skew, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),

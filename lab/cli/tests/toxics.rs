@@ -1,0 +1,348 @@
+//! Issue 4, the fault catalogue's additions, on a real engine: the proxy's `timeout` and
+//! `reset` toxics (applied -> probes from inside the sending node and the replica's link show
+//! the effect while a direct path still answers; healed -> gone), the restart loop (restarts
+//! counted from the container's StartedAt, bounded by the period; healed -> running and still;
+//! a `lab` killed mid-loop leaves a journal entry that `lab heal` clears, container running),
+//! and the `sentinel-leader:G` target, exercised by the shipped leader-kill drill against the
+//! plain master kill on the same instance. Instances `tox-*`, host ports 27000-27990.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Brings `inst` up on the first free base of `bases` (25 ports apart: an instance takes 21).
+fn up(lab: &Lab, inst: &str, bases: &[u16]) {
+    for b in bases {
+        let o = lab.run(&[
+            "up",
+            "redis-sentinel",
+            "--name",
+            inst,
+            "--port-base",
+            &b.to_string(),
+        ]);
+        if o.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(err.contains("in use"), "lab up failed: {err}");
+        lab.run(&["down", "redis-sentinel", "--name", inst]);
+    }
+    panic!("no free port base among {bases:?}");
+}
+
+/// `redis-cli PING` run inside `from` against `to:6379`, killed after 3 s by coreutils
+/// `timeout`: (whether PONG came back, everything it printed, how long it took).
+fn probe(lab: &Lab, inst: &str, from: &str, to: &str, pw: &str) -> (bool, String, Duration) {
+    let t = Instant::now();
+    let out = Command::new(&lab.engine.name)
+        .args([
+            "exec",
+            &format!("{inst}-{from}"),
+            "timeout",
+            "3",
+            "redis-cli",
+            "-h",
+            to,
+            "-p",
+            "6379",
+            "--no-auth-warning",
+            "-a",
+            pw,
+            "PING",
+        ])
+        .output()
+        .expect("engine exec");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("PONG"), text, t.elapsed())
+}
+
+/// `master_link_status` of a replica, asked through its published port.
+fn link_up(port: u16, pw: &str) -> bool {
+    let url = format!("redis://:{pw}@127.0.0.1:{port}/");
+    let Ok(c) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = c.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return false;
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    info(&mut conn, "replication")
+        .get("master_link_status")
+        .is_some_and(|s| s == "up")
+}
+
+/// Polls `f` every 200 ms until it is `want`; false after `limit`.
+fn becomes(want: bool, limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() == want {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn journal_len(lab: &Lab, inst: &str) -> usize {
+    std::fs::read_to_string(lab.state.path().join(inst).join("faults.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j["faults"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// Lab chains in every running container of the instance, seen from the host.
+fn lab_chains(lab: &Lab, inst: &str) -> Vec<String> {
+    let names = lab.engine_cli(&[
+        "ps",
+        "--filter",
+        &format!("label=lab.instance={inst}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut out = vec![];
+    for c in names.lines().filter(|l| !l.trim().is_empty()) {
+        let pid = lab.engine_cli(&["inspect", "-f", "{{.State.Pid}}", c]);
+        for t in ["filter", "nat"] {
+            let o = Command::new("nsenter")
+                .args(["-t", pid.trim(), "-n", "iptables", "-t", t, "-S"])
+                .output()
+                .expect("nsenter");
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                if l.contains("LAB-") {
+                    out.push(format!("{c} {t}: {l}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A `lab` run in the background, its stdout lines forwarded as they come.
+struct Held {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Held {
+    fn spawn(lab: &Lab, args: &[&str]) -> Held {
+        let mut child = lab
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lab");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Held {
+            child,
+            lines,
+            seen: vec![],
+        }
+    }
+
+    /// Waits (up to `limit`) for a line containing `text`.
+    fn wait_line(&mut self, text: &str, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(text) {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits (up to `limit`) for the process to end; its success, or None if still running.
+    fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return Some(st.success());
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill {sig}");
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn timeout_and_reset_toxics_applied_observed_healed() {
+    for (i, engine) in engines().into_iter().enumerate() {
+        let lab = Lab::new(&engine);
+        let inst = format!("tox-n-{}", engine.name);
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: inst.clone(),
+        };
+        let b = 27000 + 100 * i as u16;
+        up(&lab, &inst, &[b, b + 25, b + 50]);
+        let pw = lab.password(&inst);
+        let status = lab.status_json("redis-sentinel", &inst);
+        let replica = node_port(&status, "redis-2", 6379);
+        let fault = |kind: &str, extra: &[&str]| {
+            let mut a = vec![
+                "fault",
+                kind,
+                "redis-2",
+                "--to",
+                "redis-1",
+                "--for",
+                "120s",
+                "-t",
+                "redis-sentinel",
+                "--name",
+                &inst,
+            ];
+            a.extend_from_slice(extra);
+            Held::spawn(&lab, &a)
+        };
+        let e = &engine.name;
+        // Before: redis-2 (g1's replica) reaches its master, its link is up.
+        assert!(probe(&lab, &inst, "redis-2", "redis-1", &pw).0, "{e}");
+        assert!(
+            becomes(true, Duration::from_secs(30), || link_up(replica, &pw)),
+            "{e}"
+        );
+
+        // timeout: the path accepts connections and answers nothing. A PING over it is still
+        // unanswered when `timeout 3` kills redis-cli (a refused or reset connection fails in
+        // milliseconds); the same PING from redis-4, not on the path, is answered.
+        let mut held = fault("timeout", &[]);
+        assert!(
+            held.wait_line(" applied: ", Duration::from_secs(60)),
+            "{e}: {:?}",
+            held.seen
+        );
+        let (pong, out, took) = probe(&lab, &inst, "redis-2", "redis-1", &pw);
+        assert!(!pong, "{e}: answered through a timeout: {out}");
+        assert!(
+            took >= Duration::from_millis(2500),
+            "{e}: the PING must hang until killed (3 s), not fail: {took:?} {out}"
+        );
+        assert!(
+            probe(&lab, &inst, "redis-4", "redis-1", &pw).0,
+            "{e}: direct"
+        );
+        // The replica's connection was closed; it reopened through the proxy and hangs in
+        // its handshake: the link is down.
+        assert!(
+            becomes(false, Duration::from_secs(15), || link_up(replica, &pw)),
+            "{e}: link down under timeout"
+        );
+        // Ctrl-C heals it: nothing left, the link comes back directly.
+        held.signal("-INT");
+        assert_eq!(held.wait_exit(Duration::from_secs(30)), Some(true), "{e}");
+        assert_eq!(journal_len(&lab, &inst), 0, "{e}");
+        assert_eq!(lab_chains(&lab, &inst), Vec::<String>::new(), "{e}");
+        assert!(
+            becomes(true, Duration::from_secs(10), || probe(
+                &lab, &inst, "redis-2", "redis-1", &pw
+            )
+            .0),
+            "{e}: PING answered after heal"
+        );
+        assert!(
+            becomes(true, Duration::from_secs(30), || link_up(replica, &pw)),
+            "{e}: link up after heal"
+        );
+
+        // reset: every connection over the path is reset at once. The PING fails fast with
+        // "Connection reset by peer"; the replica's link stays down (each reconnection is
+        // reset): sampled every 200 ms for 5 s, never up.
+        let mut held = fault("reset", &[]);
+        assert!(
+            held.wait_line(" applied: ", Duration::from_secs(60)),
+            "{e}: {:?}",
+            held.seen
+        );
+        let (pong, out, took) = probe(&lab, &inst, "redis-2", "redis-1", &pw);
+        assert!(
+            !pong && out.to_lowercase().contains("reset"),
+            "{e}: expected a reset: {out}"
+        );
+        assert!(took < Duration::from_millis(2500), "{e}: {took:?}");
+        assert!(
+            probe(&lab, &inst, "redis-4", "redis-1", &pw).0,
+            "{e}: direct"
+        );
+        assert!(
+            becomes(false, Duration::from_secs(15), || link_up(replica, &pw)),
+            "{e}: link down under reset"
+        );
+        assert!(
+            !becomes(true, Duration::from_secs(5), || link_up(replica, &pw)),
+            "{e}: reconnections must fail while reset is applied"
+        );
+        // `lab heal` from another process: the holder sees its fault gone and exits.
+        let out = lab.ok(&["heal", "redis-sentinel", "--name", &inst]);
+        assert!(out.contains("healed f") && out.contains("reset"), "{out}");
+        assert_eq!(held.wait_exit(Duration::from_secs(15)), Some(true), "{e}");
+        assert!(
+            held.seen.iter().any(|l| l.contains("healed by another")),
+            "{e}: {:?}",
+            held.seen
+        );
+        assert_eq!(journal_len(&lab, &inst), 0, "{e}");
+        assert_eq!(lab_chains(&lab, &inst), Vec::<String>::new(), "{e}");
+        assert!(
+            becomes(true, Duration::from_secs(30), || link_up(replica, &pw)),
+            "{e}: link up after heal"
+        );
+        assert!(probe(&lab, &inst, "redis-2", "redis-1", &pw).0, "{e}");
+        // Both were recorded on the instance timeline, applied and healed.
+        let tl = std::fs::read_to_string(lab.state.path().join(&inst).join("timeline.jsonl"))
+            .expect("timeline");
+        for kind in ["timeout redis-2 -> redis-1", "reset redis-2 -> redis-1"] {
+            assert!(tl.contains(kind), "{e}: {kind} on the timeline:\n{tl}");
+        }
+        assert_eq!(tl.matches("\"fault_healed\"").count(), 2, "{e}:\n{tl}");
+        eprintln!("{e}: timeout and reset applied, observed, healed");
+    }
+}
