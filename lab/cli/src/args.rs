@@ -139,8 +139,8 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart, pause; resource: stress, disk-full, clock-skew; network:
-    /// isolate, partition, one-way, cut-clients, loss, latency, timeout, reset.
+    /// kill, stop, restart, restart-loop, pause; resource: stress, disk-full, clock-skew;
+    /// network: isolate, partition, one-way, cut-clients, loss, latency, timeout, reset.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
     /// `sentinels:minority|majority[:seed]` or `zone:<label>`, resolved live. For
@@ -158,6 +158,9 @@ pub struct FaultArgs {
     /// reset: reset connections this long after they open (e.g. 2s; default at once).
     #[arg(long)]
     pub after: Option<String>,
+    /// restart-loop: the period, from one restart to the next (at least 1s, e.g. 5s).
+    #[arg(long)]
+    pub every: Option<String>,
     /// partition: another side (comma-separated nodes); repeatable.
     #[arg(long)]
     pub side: Vec<String>,

@@ -346,3 +346,144 @@ fn timeout_and_reset_toxics_applied_observed_healed() {
         eprintln!("{e}: timeout and reset applied, observed, healed");
     }
 }
+
+/// The container's StartedAt and whether it runs, from the engine's CLI.
+fn started(lab: &Lab, container: &str) -> (String, bool) {
+    let s = lab.engine_cli(&[
+        "inspect",
+        "-f",
+        "{{.State.StartedAt}} {{.State.Running}}",
+        container,
+    ]);
+    let mut w = s.split_whitespace();
+    let at = w.next().unwrap_or_default().to_string();
+    (at, w.next() == Some("true"))
+}
+
+#[test]
+fn restart_loop_restarts_on_period_and_heals() {
+    for (i, engine) in engines().into_iter().enumerate() {
+        let lab = Lab::new(&engine);
+        let inst = format!("tox-r-{}", engine.name);
+        let _down = Down {
+            lab: &lab,
+            topology: "redis-sentinel".into(),
+            name: inst.clone(),
+        };
+        let b = 27300 + 100 * i as u16;
+        up(&lab, &inst, &[b, b + 25, b + 50]);
+        let e = &engine.name;
+        let c = format!("{inst}-redis-2");
+        let (first, running) = started(&lab, &c);
+        assert!(running && !first.is_empty(), "{e}: {first}");
+
+        // Every 3 s for 15 s. Restarts begin at 0, 3, 6, 9, 12 s (start to start, never
+        // faster): at most 5, and a 6th if its time (15 s) races the heal. At least 3: one
+        // restart (SIGKILL, exit, start) takes well under 2 s, so a cycle is under 5 s even on
+        // a loaded host. StartedAt is polled every 200 ms; starts 3 s apart are never missed.
+        let mut held = Held::spawn(
+            &lab,
+            &[
+                "fault",
+                "restart-loop",
+                "redis-2",
+                "--every",
+                "3s",
+                "--for",
+                "15s",
+                "-t",
+                "redis-sentinel",
+                "--name",
+                &inst,
+            ],
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        let end = Instant::now() + Duration::from_secs(60);
+        let ok = loop {
+            let (at, _) = started(&lab, &c);
+            if !at.is_empty() && at != first {
+                seen.insert(at);
+            }
+            if let Ok(Some(st)) = held.child.try_wait() {
+                break st.success();
+            }
+            assert!(
+                Instant::now() < end,
+                "{e}: lab fault --for 15s still running"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        held.wait_exit(Duration::from_secs(1));
+        assert!(ok, "{e}: {:?}", held.seen);
+        assert!(
+            (3..=6).contains(&seen.len()),
+            "{e}: {} restarts in 15 s every 3 s: {seen:?}",
+            seen.len()
+        );
+        let printed = held
+            .seen
+            .iter()
+            .filter(|l| l.contains("(restart loop)"))
+            .count();
+        assert!(printed >= seen.len(), "{e}: {:?}", held.seen);
+        let tl = std::fs::read_to_string(lab.state.path().join(&inst).join("timeline.jsonl"))
+            .expect("timeline");
+        assert_eq!(
+            tl.matches("(restart loop)").count(),
+            printed,
+            "{e}: each restart on the timeline:\n{tl}"
+        );
+        // Healed: running, and no more restarts for 7 s (over two periods).
+        let (after, running) = started(&lab, &c);
+        assert!(running, "{e}: running after heal");
+        std::thread::sleep(Duration::from_secs(7));
+        assert_eq!(started(&lab, &c), (after, true), "{e}: still after heal");
+        assert_eq!(journal_len(&lab, &inst), 0, "{e}");
+
+        // Crash safety: SIGKILL the `lab` holding a loop mid-way. The loop dies with it; the
+        // journal still names the fault; `lab heal` leaves the container running.
+        let mut held = Held::spawn(
+            &lab,
+            &[
+                "fault",
+                "restart-loop",
+                "redis-2",
+                "--every",
+                "2s",
+                "--for",
+                "60s",
+                "-t",
+                "redis-sentinel",
+                "--name",
+                &inst,
+            ],
+        );
+        assert!(
+            held.wait_line("restart 2 of redis-2", Duration::from_secs(30)),
+            "{e}: {:?}",
+            held.seen
+        );
+        held.signal("-KILL");
+        assert_eq!(held.wait_exit(Duration::from_secs(10)), Some(false), "{e}");
+        assert_eq!(
+            journal_len(&lab, &inst),
+            1,
+            "{e}: the fault is still journalled"
+        );
+        // A `lab` killed between its SIGKILL and its start leaves the node stopped; make that
+        // case certain rather than hoped for.
+        lab.engine_cli(&["kill", &c]);
+        assert!(
+            becomes(false, Duration::from_secs(10), || started(&lab, &c).1),
+            "{e}: stopped"
+        );
+        let out = lab.ok(&["heal", "redis-sentinel", "--name", &inst]);
+        assert!(out.contains("restart loop"), "{e}: {out}");
+        let (after, running) = started(&lab, &c);
+        assert!(running, "{e}: `lab heal` started it");
+        assert_eq!(journal_len(&lab, &inst), 0, "{e}");
+        std::thread::sleep(Duration::from_secs(5));
+        assert_eq!(started(&lab, &c), (after, true), "{e}: no loop left");
+        eprintln!("{e}: restart loop counted, healed, crash-safe");
+    }
+}

@@ -46,6 +46,7 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
             "refused on this host (see iptables above)"
         }
     );
+    println!("  restart-loop: SIGKILL then start, every period, by a task of the `lab` process that applied it (engine API)");
     println!("images:");
     for (tag, present) in &images {
         println!(

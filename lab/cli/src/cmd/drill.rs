@@ -1,12 +1,13 @@
 //! `lab drill`, `lab report`, `lab fault`, `lab heal`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lab_core::drill::{self, Options};
 use lab_core::fault::net::{self, Effect};
 use lab_core::fault::{self, Journal, Kind};
-use lab_core::measure::Unavailability;
+use lab_core::measure::{EventKind, Unavailability};
 use lab_core::observe::ObserveConfig;
 use lab_core::report::RunReport;
 use lab_core::scenario::{self, Part, Target};
@@ -284,6 +285,17 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
             grace: Duration::from_secs(10),
         },
         "restart" => Kind::Restart,
+        "restart-loop" => {
+            let every = dur("every", &a.every)?
+                .context("`lab fault restart-loop` needs --every (like 5s)")?;
+            if every < Duration::from_secs(1) {
+                bail!(
+                    "--every must be at least 1s (a restart itself takes about that long), not {}",
+                    a.every.as_deref().unwrap_or_default()
+                );
+            }
+            Kind::RestartLoop { every }
+        }
         "pause" => Kind::Pause,
         "stress" => {
             let memory = bytes("memory", &a.memory)?;
@@ -308,9 +320,9 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
         "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" | "timeout"
         | "reset" => return Ok(None),
         other => bail!(
-            "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
-             stress, disk-full, clock-skew, isolate, partition, one-way, cut-clients, loss, \
-             latency, timeout and reset"
+            "unknown fault kind `{other}`; this build injects kill, stop, restart, \
+             restart-loop, pause, stress, disk-full, clock-skew, isolate, partition, one-way, \
+             cut-clients, loss, latency, timeout and reset"
         ),
     }))
 }
@@ -405,16 +417,43 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
                 }
             }
             for n in &nodes {
-                match fault::apply(
-                    &engine,
-                    &journal,
-                    kind.clone(),
-                    n,
-                    &inst.container_name(n),
-                    "lab fault",
-                )
-                .await
-                {
+                let r = match kind {
+                    Kind::RestartLoop { every } => {
+                        let (tl, node) = (timeline.clone(), n.clone());
+                        let on_restart: fault::restart_loop::OnRestart = Arc::new(move |k, r| {
+                            let text = match r {
+                                Ok(()) => format!("restart {k} of {node} (restart loop)"),
+                                Err(e) => {
+                                    format!("restart {k} of {node} (restart loop) failed: {e}")
+                                }
+                            };
+                            println!("{text}");
+                            let _ = tl.push(EventKind::Note { text });
+                        });
+                        fault::apply_restart_loop(
+                            &engine,
+                            &journal,
+                            every,
+                            n,
+                            &inst.container_name(n),
+                            "lab fault",
+                            on_restart,
+                        )
+                        .await
+                    }
+                    _ => {
+                        fault::apply(
+                            &engine,
+                            &journal,
+                            kind.clone(),
+                            n,
+                            &inst.container_name(n),
+                            "lab fault",
+                        )
+                        .await
+                    }
+                };
+                match r {
                     Ok(f) => {
                         timeline.applied(&f)?;
                         println!("{} applied: {}", f.id, f.describe());
@@ -442,15 +481,17 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
             applied.push(f);
         }
     }
-    let needs_lab = applied
-        .iter()
-        .any(|f| matches!(&f.kind, Kind::Net(n) if n.effect.needs_proxy()));
+    let needs_lab = applied.iter().any(|f| match &f.kind {
+        Kind::Net(n) => n.effect.needs_proxy(),
+        Kind::RestartLoop { .. } => true,
+        _ => false,
+    });
     let hold = match hold {
         Some(d) => d,
         None if needs_lab => {
-            // The proxy lives in this process: hold until Ctrl-C rather than leave the link
-            // pointed at a proxy that is gone.
-            println!("the proxy runs in this process: Ctrl-C (or `lab heal`) ends the fault");
+            // The proxy or the loop lives in this process: hold until Ctrl-C rather than
+            // leave the link pointed at a proxy that is gone.
+            println!("the fault runs in this process: Ctrl-C (or `lab heal`) ends it");
             Duration::from_secs(365 * 24 * 3600)
         }
         None => {
@@ -483,7 +524,7 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
         }
     }
     for f in &applied {
-        // Healed already, it still stops what runs here (its proxy).
+        // Healed already, it still stops what runs here (proxy, restart loop).
         fault::heal(&engine, &journal, f).await?;
         if elsewhere {
             continue;

@@ -277,6 +277,7 @@ impl Runner<'_> {
                 duration: Some(d), ..
             } => Some(*d),
             FaultSpec::Resource(r) => r.duration,
+            FaultSpec::RestartLoop { duration, .. } => *duration,
             _ => None,
         };
         // Every node is checked before any is touched: a fault the host cannot do on one of
@@ -297,16 +298,32 @@ impl Runner<'_> {
         let mut all_applied = vec![];
         for n in &nodes {
             let container = self.inst.container_name(n);
-            match fault::apply(
-                self.engine,
-                &self.journal,
-                kind.clone(),
-                n,
-                &container,
-                &self.origin,
-            )
-            .await
-            {
+            let r = match kind {
+                Kind::RestartLoop { every } => {
+                    fault::apply_restart_loop(
+                        self.engine,
+                        &self.journal,
+                        every,
+                        n,
+                        &container,
+                        &self.origin,
+                        self.restart_recorder(id, n),
+                    )
+                    .await
+                }
+                _ => {
+                    fault::apply(
+                        self.engine,
+                        &self.journal,
+                        kind.clone(),
+                        n,
+                        &container,
+                        &self.origin,
+                    )
+                    .await
+                }
+            };
+            match r {
                 Ok(a) => all_applied.push(a),
                 Err(e) => {
                     // Undo the nodes already hit, so the fault is all or nothing.
@@ -362,6 +379,18 @@ impl Runner<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Puts each restart of a restart loop on the drill's timeline.
+    fn restart_recorder(&self, id: u32, node: &str) -> fault::restart_loop::OnRestart {
+        let (seen, t0, node) = (self.seen.clone(), self.t0, node.to_string());
+        Arc::new(move |n, r| {
+            let text = match r {
+                Ok(()) => format!("F{id} restart {n} of {node}"),
+                Err(e) => format!("F{id} restart {n} of {node} failed: {e}"),
+            };
+            seen.push(Event::new(t0.elapsed(), EventKind::Note { text }));
+        })
     }
 
     /// Applies a network fault: targets resolved now, rules in force when the call returns
@@ -580,6 +609,7 @@ pub fn kind_of(spec: &FaultSpec) -> Option<Kind> {
         },
         FaultSpec::Stop { grace, .. } => Kind::Stop { grace: *grace },
         FaultSpec::Restart { .. } => Kind::Restart,
+        FaultSpec::RestartLoop { every, .. } => Kind::RestartLoop { every: *every },
         FaultSpec::Pause { .. } => Kind::Pause,
         FaultSpec::Resource(r) => r.fault_kind(),
         FaultSpec::Net { .. } => return None,

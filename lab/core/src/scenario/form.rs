@@ -324,6 +324,32 @@ struct TargetForm {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RestartLoopForm {
+    target: Target,
+    every: Period,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+/// A restart loop's period: a duration of at least a second (a restart itself takes about
+/// that long, so a shorter period is a container that never runs).
+struct Period(Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Dur(p) = Dur::deserialize(d)?;
+        if p < Duration::from_secs(1) {
+            return Err(de::Error::custom(format!(
+                "every `{}` is too short; a restart loop's period is at least 1s",
+                super::fmt::dur(p)
+            )));
+        }
+        Ok(Period(p))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PauseForm {
     target: Target,
     #[serde(default, rename = "for")]
@@ -448,6 +474,11 @@ one_of!(FaultSpec, FaultForm, "fault",
             grace: s.grace.map_or(DEFAULT_GRACE, |d| d.0),
         },
         restart: TargetForm => |t: TargetForm| FaultSpec::Restart { target: t.target },
+        restart_loop: RestartLoopForm => |f: RestartLoopForm| FaultSpec::RestartLoop {
+            target: f.target,
+            every: f.every.0,
+            duration: f.lasts.map(|d| d.0),
+        },
         pause: PauseForm => |p: PauseForm| FaultSpec::Pause {
             target: p.target,
             duration: p.lasts.map(|d| d.0),
@@ -1052,6 +1083,40 @@ mod tests {
     }
 
     #[test]
+    fn restart_loops() {
+        let s = parse_ok(
+            "\
+steps:
+  - fault: {restart_loop: {target: {replica_of: g1}, every: 5s, for: 30s}}
+  - fault: {restart_loop: {target: {node: redis-2}, every: 1m}}
+",
+        );
+        let actions: Vec<&Action> = s.steps.iter().map(|s| &s.action).collect();
+        assert_eq!(
+            actions[0],
+            &Action::Fault(FaultSpec::RestartLoop {
+                target: Target::ReplicaOf("g1".into()),
+                every: Duration::from_secs(5),
+                duration: Some(Duration::from_secs(30)),
+            })
+        );
+        assert_eq!(
+            actions[1],
+            &Action::Fault(FaultSpec::RestartLoop {
+                target: Target::Node("redis-2".into()),
+                every: Duration::from_secs(60),
+                duration: None,
+            })
+        );
+        let e = parse_err(
+            "steps:\n  - fault: {restart_loop: {target: {node: redis-2}, every: 200ms}}\n",
+        );
+        assert!(e.starts_with("4:") && e.contains("at least 1s"), "{e}");
+        let e = parse_err("steps:\n  - fault: {restart_loop: {target: {node: redis-2}}}\n");
+        assert!(e.starts_with("4:") && e.contains("every"), "{e}");
+    }
+
+    #[test]
     fn reads_every_kind_of_step() {
         let s = parse_ok(
             "\
@@ -1149,11 +1214,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full or clock_skew, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full or clock_skew, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),
