@@ -28,6 +28,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: the size of the largest variant (`lab fault`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bring a topology up (or resume it), wait for real readiness, check its success criteria.
@@ -143,7 +145,8 @@ pub struct FaultArgs {
     /// network: isolate, partition, one-way, cut-clients, loss, latency, timeout, reset.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
-    /// `sentinels:minority|majority[:seed]` or `zone:<label>`, resolved live. For
+    /// `sentinels:minority|majority[:seed]`, `sentinel-leader:<group>` (the Sentinel failing
+    /// the group over now) or `zone:<label>`, resolved live. For
     /// `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form one
     /// more side.
     pub target: String,

@@ -227,6 +227,8 @@ fn parse_target(s: &str) -> Result<Target> {
         Target::ReplicaOf(g.to_string())
     } else if let Some(z) = s.strip_prefix("zone:") {
         Target::Zone(z.to_string())
+    } else if let Some(g) = s.strip_prefix("sentinel-leader:") {
+        Target::SentinelLeader(g.to_string())
     } else if let Some(rest) = s.strip_prefix("any:") {
         let (role, rest) = rest
             .split_once(':')

@@ -537,6 +537,13 @@ impl Runner<'_> {
                     let limit = (Instant::now() + *timeout).min(deadline);
                     let mut ok = false;
                     loop {
+                        // Registered before the check, so an event arriving during it wakes
+                        // the wait at once: a step after `+elected-leader` acts within
+                        // milliseconds, not a poll period, later.
+                        let seen = self.seen.clone();
+                        let notified = seen.changed.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
                         if self.holds(until, since).await {
                             ok = true;
                             break;
@@ -545,7 +552,18 @@ impl Runner<'_> {
                             break;
                         }
                         let wake = (Instant::now() + Duration::from_millis(100)).min(limit);
-                        if !self.idle_until(wake).await {
+                        let heal_due = self
+                            .active
+                            .iter()
+                            .any(|a| a.until.is_some_and(|u| u <= wake));
+                        if matches!(until, Condition::Event(_)) && !heal_due {
+                            let mut abort = self.abort.clone();
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(wake.into()) => {}
+                                _ = &mut notified => {}
+                                _ = abort.changed() => {}
+                            }
+                        } else if !self.idle_until(wake).await {
                             break;
                         }
                     }
@@ -683,6 +701,7 @@ fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
         scenario::Target::Node(n) => inst.topology.service(n).and_then(|s| s.group.clone()),
         scenario::Target::AnyOf { .. }
         | scenario::Target::Sentinels { .. }
+        | scenario::Target::SentinelLeader(_)
         | scenario::Target::Zone(_) => None,
     }
 }

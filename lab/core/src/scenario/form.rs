@@ -521,6 +521,7 @@ one_of!(Target, TargetOneOf, "target",
         any_of: AnyOfForm => |a: AnyOfForm| Target::AnyOf { role: a.role, seed: a.seed },
         sentinels: SentinelsForm => |s: SentinelsForm| Target::Sentinels { part: s.part, seed: s.seed },
         zone: String => Target::Zone,
+        sentinel_leader: String => Target::SentinelLeader,
     },
 );
 
@@ -1083,12 +1084,13 @@ mod tests {
     }
 
     #[test]
-    fn restart_loops() {
+    fn restart_loops_and_the_sentinel_leader() {
         let s = parse_ok(
             "\
 steps:
   - fault: {restart_loop: {target: {replica_of: g1}, every: 5s, for: 30s}}
   - fault: {restart_loop: {target: {node: redis-2}, every: 1m}}
+  - fault: {kill: {target: {sentinel_leader: g1}}}
 ",
         );
         let actions: Vec<&Action> = s.steps.iter().map(|s| &s.action).collect();
@@ -1106,6 +1108,13 @@ steps:
                 target: Target::Node("redis-2".into()),
                 every: Duration::from_secs(60),
                 duration: None,
+            })
+        );
+        assert_eq!(
+            actions[2],
+            &Action::Fault(FaultSpec::Kill {
+                target: Target::SentinelLeader("g1".into()),
+                signal: "SIGKILL".into()
             })
         );
         let e = parse_err(
@@ -1222,7 +1231,7 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),
-            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of, any_of, sentinels or zone"
+            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of, any_of, sentinels, zone or sentinel_leader"
         );
         assert_eq!(
             parse_err("steps:\n  - heal: some\n"),

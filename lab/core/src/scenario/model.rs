@@ -315,6 +315,9 @@ pub enum Target {
     Sentinels { part: Part, seed: Option<u64> },
     /// Every node whose `x-lab` zone is this label.
     Zone(String),
+    /// The Sentinel failing over this group right now: the one whose `SENTINEL MASTER`
+    /// flags say `failover_in_progress`, asked of every Sentinel when the step runs.
+    SentinelLeader(String),
 }
 
 impl Target {
@@ -327,6 +330,7 @@ impl Target {
             Target::AnyOf { .. } => "any_of",
             Target::Sentinels { .. } => "sentinels",
             Target::Zone(_) => "zone",
+            Target::SentinelLeader(_) => "sentinel_leader",
         }
     }
 }
@@ -348,6 +352,7 @@ impl fmt::Display for Target {
                 seed: Some(s),
             } => write!(f, "a {part} of the Sentinels (seed {s})"),
             Target::Zone(z) => write!(f, "zone {z}"),
+            Target::SentinelLeader(g) => write!(f, "the Sentinel failing over {g}"),
         }
     }
 }
