@@ -28,6 +28,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: the size of the largest variant (`lab fault`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bring a topology up (or resume it), wait for real readiness, check its success criteria.
@@ -139,17 +141,30 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart, pause; resource: stress, disk-full, clock-skew, slow-disk; network:
-    /// isolate, partition, one-way, cut-clients, loss, latency.
+    /// kill, stop, restart, restart-loop, pause; resource: stress, disk-full, clock-skew,
+    /// slow-disk; network: isolate, partition, one-way, cut-clients, loss, latency, timeout,
+    /// reset.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
-    /// `sentinels:minority|majority[:seed]` or `zone:<label>`, resolved live. For
+    /// `sentinels:minority|majority[:seed]`, `sentinel-leader:<group>` (the Sentinel failing
+    /// the group over now) or `zone:<label>`, resolved live. For
     /// `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form one
     /// more side.
     pub target: String,
-    /// one-way: the node the target can no longer reach; latency: the far end of the link.
+    /// one-way: the node the target can no longer reach; latency, timeout, reset: the far
+    /// end of the link.
     #[arg(long)]
     pub to: Option<String>,
+    /// timeout: close each silenced connection this long after it opened (e.g. 5s); without
+    /// it they stay open, passing nothing, until heal.
+    #[arg(long)]
+    pub close_after: Option<String>,
+    /// reset: reset connections this long after they open (e.g. 2s; default at once).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// restart-loop: the period, from one restart to the next (at least 1s, e.g. 5s).
+    #[arg(long)]
+    pub every: Option<String>,
     /// partition: another side (comma-separated nodes); repeatable.
     #[arg(long)]
     pub side: Vec<String>,

@@ -53,6 +53,7 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
             Family::OneWay,
             Family::Loss,
             Family::Latency,
+            Family::Toxic,
         ] {
             let how = match choose(f, want, &caps) {
                 Ok(m) => m.to_string(),
@@ -61,6 +62,7 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
             println!("    {:<12} {how}", f.name());
         }
     }
+    println!("  restart-loop: SIGKILL then start, every period, by a task of the `lab` process that applied it (engine API)");
     println!("images:");
     for (tag, present) in &images {
         println!(

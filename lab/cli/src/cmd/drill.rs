@@ -1,12 +1,13 @@
 //! `lab drill`, `lab report`, `lab fault`, `lab heal`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lab_core::drill::{self, Options};
 use lab_core::fault::net::{self, Effect};
 use lab_core::fault::{self, Journal, Kind};
-use lab_core::measure::Unavailability;
+use lab_core::measure::{EventKind, Unavailability};
 use lab_core::observe::ObserveConfig;
 use lab_core::report::RunReport;
 use lab_core::scenario::{self, Part, Target};
@@ -226,6 +227,8 @@ fn parse_target(s: &str) -> Result<Target> {
         Target::ReplicaOf(g.to_string())
     } else if let Some(z) = s.strip_prefix("zone:") {
         Target::Zone(z.to_string())
+    } else if let Some(g) = s.strip_prefix("sentinel-leader:") {
+        Target::SentinelLeader(g.to_string())
     } else if let Some(rest) = s.strip_prefix("any:") {
         let (role, rest) = rest
             .split_once(':')
@@ -284,6 +287,17 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
             grace: Duration::from_secs(10),
         },
         "restart" => Kind::Restart,
+        "restart-loop" => {
+            let every = dur("every", &a.every)?
+                .context("`lab fault restart-loop` needs --every (like 5s)")?;
+            if every < Duration::from_secs(1) {
+                bail!(
+                    "--every must be at least 1s (a restart itself takes about that long), not {}",
+                    a.every.as_deref().unwrap_or_default()
+                );
+            }
+            Kind::RestartLoop { every }
+        }
         "pause" => Kind::Pause,
         "stress" => {
             let memory = bytes("memory", &a.memory)?;
@@ -323,13 +337,12 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
                 place: None,
             }
         }
-        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" => {
-            return Ok(None)
-        }
+        "isolate" | "partition" | "one-way" | "cut-clients" | "loss" | "latency" | "timeout"
+        | "reset" => return Ok(None),
         other => bail!(
-            "unknown fault kind `{other}`; this build injects kill, stop, restart, pause, \
-             stress, disk-full, clock-skew, slow-disk, isolate, partition, one-way, \
-             cut-clients, loss and latency"
+            "unknown fault kind `{other}`; this build injects kill, stop, restart, \
+             restart-loop, pause, stress, disk-full, clock-skew, slow-disk, isolate, partition, \
+             one-way, cut-clients, loss, latency, timeout and reset"
         ),
     }))
 }
@@ -388,6 +401,16 @@ async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Resu
             jitter: dur("jitter", &a.jitter)?.unwrap_or_default(),
             bandwidth_kbit: a.bandwidth_kbit,
         },
+        "timeout" => Effect::Timeout {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+            close_after: dur("close-after", &a.close_after)?,
+        },
+        "reset" => Effect::Reset {
+            from: one(a.target.clone()).await?,
+            to: one(to()?).await?,
+            after: dur("after", &a.after)?.unwrap_or_default(),
+        },
         _ => return Ok(None),
     }))
 }
@@ -414,16 +437,43 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
                 }
             }
             for n in &nodes {
-                match fault::apply(
-                    &engine,
-                    &journal,
-                    kind.clone(),
-                    n,
-                    &inst.container_name(n),
-                    "lab fault",
-                )
-                .await
-                {
+                let r = match kind {
+                    Kind::RestartLoop { every } => {
+                        let (tl, node) = (timeline.clone(), n.clone());
+                        let on_restart: fault::restart_loop::OnRestart = Arc::new(move |k, r| {
+                            let text = match r {
+                                Ok(()) => format!("restart {k} of {node} (restart loop)"),
+                                Err(e) => {
+                                    format!("restart {k} of {node} (restart loop) failed: {e}")
+                                }
+                            };
+                            println!("{text}");
+                            let _ = tl.push(EventKind::Note { text });
+                        });
+                        fault::apply_restart_loop(
+                            &engine,
+                            &journal,
+                            every,
+                            n,
+                            &inst.container_name(n),
+                            "lab fault",
+                            on_restart,
+                        )
+                        .await
+                    }
+                    _ => {
+                        fault::apply(
+                            &engine,
+                            &journal,
+                            kind.clone(),
+                            n,
+                            &inst.container_name(n),
+                            "lab fault",
+                        )
+                        .await
+                    }
+                };
+                match r {
                     Ok(f) => {
                         timeline.applied(&f)?;
                         if let Kind::SlowDisk { place: Some(p), .. } = &f.kind {
@@ -454,15 +504,17 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
             applied.push(f);
         }
     }
-    let needs_lab = applied
-        .iter()
-        .any(|f| matches!(&f.kind, Kind::Net(n) if n.effect.needs_proxy()));
+    let needs_lab = applied.iter().any(|f| match &f.kind {
+        Kind::Net(n) => n.effect.needs_proxy(),
+        Kind::RestartLoop { .. } => true,
+        _ => false,
+    });
     let hold = match hold {
         Some(d) => d,
         None if needs_lab => {
-            // The proxy lives in this process: hold until Ctrl-C rather than leave the link
-            // pointed at a proxy that is gone.
-            println!("the proxy runs in this process: Ctrl-C (or `lab heal`) ends the fault");
+            // The proxy or the loop lives in this process: hold until Ctrl-C rather than
+            // leave the link pointed at a proxy that is gone.
+            println!("the fault runs in this process: Ctrl-C (or `lab heal`) ends it");
             Duration::from_secs(365 * 24 * 3600)
         }
         None => {
@@ -474,12 +526,32 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
     };
     // Hold the fault, healing on time or on Ctrl-C, whichever comes first.
     let started = std::time::Instant::now();
+    // `lab heal` from elsewhere forgets the faults: then there is nothing left to hold.
+    let healed_elsewhere = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(left) = journal.list() {
+                if !applied.iter().any(|f| left.iter().any(|l| l.id == f.id)) {
+                    return;
+                }
+            }
+        }
+    };
+    let mut elsewhere = false;
     tokio::select! {
         _ = tokio::time::sleep(hold) => {}
         _ = tokio::signal::ctrl_c() => { println!("interrupted"); }
+        _ = healed_elsewhere => {
+            println!("healed by another `lab heal`");
+            elsewhere = true;
+        }
     }
     for f in &applied {
+        // Healed already, it still stops what runs here (proxy, restart loop).
         fault::heal(&engine, &journal, f).await?;
+        if elsewhere {
+            continue;
+        }
         timeline.healed(f)?;
         println!(
             "{} healed after {:.1}s",

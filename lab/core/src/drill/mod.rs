@@ -277,6 +277,7 @@ impl Runner<'_> {
                 duration: Some(d), ..
             } => Some(*d),
             FaultSpec::Resource(r) => r.duration,
+            FaultSpec::RestartLoop { duration, .. } => *duration,
             _ => None,
         };
         // Every node is checked before any is touched: a fault the host cannot do on one of
@@ -297,16 +298,32 @@ impl Runner<'_> {
         let mut all_applied = vec![];
         for n in &nodes {
             let container = self.inst.container_name(n);
-            match fault::apply(
-                self.engine,
-                &self.journal,
-                kind.clone(),
-                n,
-                &container,
-                &self.origin,
-            )
-            .await
-            {
+            let r = match kind {
+                Kind::RestartLoop { every } => {
+                    fault::apply_restart_loop(
+                        self.engine,
+                        &self.journal,
+                        every,
+                        n,
+                        &container,
+                        &self.origin,
+                        self.restart_recorder(id, n),
+                    )
+                    .await
+                }
+                _ => {
+                    fault::apply(
+                        self.engine,
+                        &self.journal,
+                        kind.clone(),
+                        n,
+                        &container,
+                        &self.origin,
+                    )
+                    .await
+                }
+            };
+            match r {
                 Ok(a) => all_applied.push(a),
                 Err(e) => {
                     // Undo the nodes already hit, so the fault is all or nothing.
@@ -362,6 +379,18 @@ impl Runner<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Puts each restart of a restart loop on the drill's timeline.
+    fn restart_recorder(&self, id: u32, node: &str) -> fault::restart_loop::OnRestart {
+        let (seen, t0, node) = (self.seen.clone(), self.t0, node.to_string());
+        Arc::new(move |n, r| {
+            let text = match r {
+                Ok(()) => format!("F{id} restart {n} of {node}"),
+                Err(e) => format!("F{id} restart {n} of {node} failed: {e}"),
+            };
+            seen.push(Event::new(t0.elapsed(), EventKind::Note { text }));
+        })
     }
 
     /// Applies a network fault: targets resolved now, rules in force when the call returns
@@ -508,6 +537,13 @@ impl Runner<'_> {
                     let limit = (Instant::now() + *timeout).min(deadline);
                     let mut ok = false;
                     loop {
+                        // Registered before the check, so an event arriving during it wakes
+                        // the wait at once: a step after `+elected-leader` acts within
+                        // milliseconds, not a poll period, later.
+                        let seen = self.seen.clone();
+                        let notified = seen.changed.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
                         if self.holds(until, since).await {
                             ok = true;
                             break;
@@ -516,7 +552,18 @@ impl Runner<'_> {
                             break;
                         }
                         let wake = (Instant::now() + Duration::from_millis(100)).min(limit);
-                        if !self.idle_until(wake).await {
+                        let heal_due = self
+                            .active
+                            .iter()
+                            .any(|a| a.until.is_some_and(|u| u <= wake));
+                        if matches!(until, Condition::Event(_)) && !heal_due {
+                            let mut abort = self.abort.clone();
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(wake.into()) => {}
+                                _ = &mut notified => {}
+                                _ = abort.changed() => {}
+                            }
+                        } else if !self.idle_until(wake).await {
                             break;
                         }
                     }
@@ -580,6 +627,7 @@ pub fn kind_of(spec: &FaultSpec) -> Option<Kind> {
         },
         FaultSpec::Stop { grace, .. } => Kind::Stop { grace: *grace },
         FaultSpec::Restart { .. } => Kind::Restart,
+        FaultSpec::RestartLoop { every, .. } => Kind::RestartLoop { every: *every },
         FaultSpec::Pause { .. } => Kind::Pause,
         FaultSpec::Resource(r) => r.fault_kind(),
         FaultSpec::Net { .. } => return None,
@@ -654,6 +702,7 @@ fn latency_group(inst: &Instance, to: &scenario::Target) -> Option<String> {
         scenario::Target::Node(n) => inst.topology.service(n).and_then(|s| s.group.clone()),
         scenario::Target::AnyOf { .. }
         | scenario::Target::Sentinels { .. }
+        | scenario::Target::SentinelLeader(_)
         | scenario::Target::Zone(_) => None,
     }
 }
@@ -715,6 +764,20 @@ pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, Strin
             jitter: *jitter,
             bandwidth_kbit: *bandwidth_kbit,
         },
+        NetSpec::Timeout {
+            from,
+            to,
+            close_after,
+        } => Effect::Timeout {
+            from: one(from).await?,
+            to: one(to).await?,
+            close_after: *close_after,
+        },
+        NetSpec::Reset { from, to, after } => Effect::Reset {
+            from: one(from).await?,
+            to: one(to).await?,
+            after: *after,
+        },
     })
 }
 
@@ -740,6 +803,7 @@ fn family(spec: &NetSpec) -> net::Family {
         NetSpec::CutClients { .. } => F::CutClients,
         NetSpec::Loss { .. } => F::Loss,
         NetSpec::Latency { .. } => F::Latency,
+        NetSpec::Timeout { .. } | NetSpec::Reset { .. } => F::Toxic,
     }
 }
 

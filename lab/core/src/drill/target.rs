@@ -119,10 +119,132 @@ pub async fn resolve(inst: &Instance, t: &Target) -> Result<String, String> {
                 .map(str::to_string)
                 .ok_or_else(|| format!("no node is a {role} right now"))
         }
+        Target::SentinelLeader(g) => sentinel_leader(inst, g).await,
         Target::Sentinels { .. } | Target::Zone(_) => {
             Err(format!("{t} can be several nodes; name one node instead"))
         }
     }
+}
+
+/// What one Sentinel says of a group: the `flags` of its `SENTINEL MASTER` reply and whether
+/// it flags one of the group's replicas `promoted`; `flags` is `None` when it did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelView {
+    pub node: String,
+    pub flags: Option<String>,
+    pub promoted_replica: bool,
+}
+
+/// The value of `field` in a `SENTINEL MASTER` / `SENTINEL REPLICAS` entry (a flat list of
+/// field, value, field, value...).
+pub fn field<'a>(reply: &'a [String], name: &str) -> Option<&'a str> {
+    reply
+        .chunks_exact(2)
+        .find(|kv| kv[0] == name)
+        .map(|kv| kv[1].as_str())
+}
+
+fn has_flag(flags: &str, flag: &str) -> bool {
+    flags.split(',').any(|f| f.trim() == flag)
+}
+
+/// The Sentinel failing over `group`, from every Sentinel's view. Sentinel sets
+/// `failover_in_progress` on the master when it starts an attempt (`+try-failover`), before
+/// the vote, and only on itself; two Sentinels can try at once, and the one that lost the
+/// vote keeps the flag until its attempt times out. The leader is then the one that has
+/// picked a replica to promote (flagged `promoted` in its `SENTINEL REPLICAS`).
+pub fn failover_leader(group: &str, views: &[SentinelView]) -> Result<String, String> {
+    let trying: Vec<&SentinelView> = views
+        .iter()
+        .filter(|v| {
+            v.flags
+                .as_deref()
+                .is_some_and(|f| has_flag(f, "failover_in_progress"))
+        })
+        .collect();
+    match trying.as_slice() {
+        [one] => Ok(one.node.clone()),
+        [] => {
+            let silent: Vec<&str> = views
+                .iter()
+                .filter(|v| v.flags.is_none())
+                .map(|v| v.node.as_str())
+                .collect();
+            Err(if silent.is_empty() {
+                format!("no Sentinel is failing over {group} now")
+            } else {
+                format!(
+                    "no Sentinel is failing over {group} now (no answer from {})",
+                    silent.join(", ")
+                )
+            })
+        }
+        many => {
+            let picked: Vec<&&SentinelView> = many.iter().filter(|v| v.promoted_replica).collect();
+            match picked.as_slice() {
+                [one] => Ok(one.node.clone()),
+                _ => Err(format!(
+                    "{} Sentinels ({}) are trying to fail over {group} and none has picked a                      replica yet: the vote is not over",
+                    many.len(),
+                    many.iter()
+                        .map(|v| v.node.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+    }
+}
+
+/// Asks one Sentinel for its view of `group`.
+async fn sentinel_view(inst: &Instance, node: &str, group: &str) -> SentinelView {
+    let mut v = SentinelView {
+        node: node.to_string(),
+        flags: None,
+        promoted_replica: false,
+    };
+    let Some(port) = inst.host_port(node, 26379) else {
+        return v;
+    };
+    let Ok(mut c) = redis_conn(port, inst.password.as_deref(), T).await else {
+        return v;
+    };
+    let Ok(master) =
+        cmd::<Vec<String>>(&mut c, redis::cmd("SENTINEL").arg("MASTER").arg(group), T).await
+    else {
+        return v;
+    };
+    v.flags = field(&master, "flags").map(str::to_string);
+    if let Ok(replicas) =
+        cmd::<Vec<Vec<String>>>(&mut c, redis::cmd("SENTINEL").arg("REPLICAS").arg(group), T).await
+    {
+        v.promoted_replica = replicas
+            .iter()
+            .any(|r| field(r, "flags").is_some_and(|f| has_flag(f, "promoted")));
+    }
+    v
+}
+
+/// The Sentinel failing over `group` now, every Sentinel asked at once. An open vote (two
+/// Sentinels trying) is asked again for up to a second: it ends within a few of Sentinel's
+/// 100 ms ticks.
+async fn sentinel_leader(inst: &Instance, group: &str) -> Result<String, String> {
+    let sentinels = names_with_role(&inst.topology, Role::Sentinel);
+    let mut result = Err(format!("the topology has no Sentinel to fail over {group}"));
+    for attempt in 0..6 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let views =
+            futures_util::future::join_all(sentinels.iter().map(|s| sentinel_view(inst, s, group)))
+                .await;
+        result = failover_leader(group, &views);
+        // None in progress is the answer; only an open vote is worth asking again.
+        if result.is_ok() || result.as_ref().is_err_and(|e| e.starts_with("no Sentinel")) {
+            break;
+        }
+    }
+    result
 }
 
 /// Resolves a target to every node it names: one for most targets, several for a part of
@@ -180,7 +302,9 @@ pub fn candidates<'a>(topo: &'a Topology, t: &Target) -> Vec<&'a str> {
             })
             .map(|s| s.name.as_str())
             .collect(),
-        Target::Sentinels { .. } => names_with_role(topo, Role::Sentinel),
+        Target::Sentinels { .. } | Target::SentinelLeader(_) => {
+            names_with_role(topo, Role::Sentinel)
+        }
         Target::Zone(z) => in_zone(topo, z),
     }
 }
@@ -307,6 +431,106 @@ mod tests {
         assert_eq!(
             candidates(&t, &Target::Node("nope".into())),
             Vec::<&str>::new()
+        );
+    }
+
+    /// A `SENTINEL MASTER` reply as valkey 8.1 sends it (flat field/value list), trimmed.
+    fn master_reply(flags: &str) -> Vec<String> {
+        [
+            "name",
+            "g1",
+            "ip",
+            "redis-1",
+            "port",
+            "6379",
+            "runid",
+            "",
+            "flags",
+            flags,
+            "link-pending-commands",
+            "0",
+            "num-slaves",
+            "1",
+            "quorum",
+            "2",
+            "failover-timeout",
+            "10000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn view(node: &str, flags: Option<&str>, promoted: bool) -> SentinelView {
+        SentinelView {
+            node: node.into(),
+            flags: flags.map(|f| field(&master_reply(f), "flags").expect("flags").to_string()),
+            promoted_replica: promoted,
+        }
+    }
+
+    #[test]
+    fn the_failover_leader_from_sentinel_master_replies() {
+        let leading = "master,s_down,o_down,failover_in_progress";
+        let watching = "master,s_down,o_down";
+        assert_eq!(
+            failover_leader(
+                "g1",
+                &[
+                    view("sentinel-1", Some(watching), false),
+                    view("sentinel-2", Some(leading), false),
+                    view("sentinel-3", Some(watching), false),
+                ]
+            ),
+            Ok("sentinel-2".into())
+        );
+        // Nobody failing over: one plain sentence, naming who did not answer.
+        assert_eq!(
+            failover_leader("g1", &[view("sentinel-1", Some("master"), false)]),
+            Err("no Sentinel is failing over g1 now".into())
+        );
+        assert_eq!(
+            failover_leader(
+                "g1",
+                &[
+                    view("sentinel-1", Some("master"), false),
+                    view("sentinel-2", None, false)
+                ]
+            ),
+            Err("no Sentinel is failing over g1 now (no answer from sentinel-2)".into())
+        );
+        // A flag is matched whole, not as a substring of another.
+        assert!(failover_leader(
+            "g1",
+            &[view(
+                "sentinel-1",
+                Some("master,failover_in_progress_x"),
+                false
+            )]
+        )
+        .is_err());
+        // Two trying at once: the one that picked a replica won the vote.
+        assert_eq!(
+            failover_leader(
+                "g1",
+                &[
+                    view("sentinel-1", Some(leading), false),
+                    view("sentinel-2", Some(leading), true),
+                ]
+            ),
+            Ok("sentinel-2".into())
+        );
+        let e = failover_leader(
+            "g1",
+            &[
+                view("sentinel-1", Some(leading), false),
+                view("sentinel-3", Some(leading), false),
+            ],
+        )
+        .expect_err("open vote");
+        assert!(
+            e.contains("sentinel-1, sentinel-3") && e.contains("vote"),
+            "{e}"
         );
     }
 

@@ -9,12 +9,15 @@
 //! iptables rules and proxies; they heal by removing exactly what they added. Resource faults
 //! (stress, disk full, clock skew) run inside the container and heal there: see [`resource`];
 //! a slow disk is a throttle on the container's cgroup, written from the host: see [`disk`].
+//! A restart loop ([`restart_loop`]) is a task of the applying process; heal stops it, then
+//! heals like the other process faults.
 
 pub mod disconnect;
 pub mod disk;
 pub mod net;
 pub mod netem;
 pub mod resource;
+pub mod restart_loop;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,11 @@ pub enum Kind {
     Restart,
     /// Cgroup freezer.
     Pause,
+    /// SIGKILL and start again every `every`, by a task of the `lab` process that applied it.
+    RestartLoop {
+        #[serde(with = "crate::measure::serde_us", rename = "every_us")]
+        every: Duration,
+    },
     /// A network fault (`net.rs`): rules in the nodes' network namespaces, or a proxy.
     Net(net::NetFault),
     /// stress-ng inside the node: `cpu` busy workers, `memory` bytes held by one vm worker.
@@ -73,6 +81,7 @@ impl Kind {
             Kind::Stop { .. } => "stop",
             Kind::Restart => "restart",
             Kind::Pause => "pause",
+            Kind::RestartLoop { .. } => "restart_loop",
             Kind::Net(n) => n.effect.name(),
             Kind::Stress { .. } => "stress",
             Kind::DiskFull { .. } => "disk_full",
@@ -111,6 +120,9 @@ impl std::fmt::Display for Kind {
             Kind::DiskFull { leave, .. } => write!(f, "disk full ({leave} bytes left)"),
             Kind::ClockSkew { offset_s } => write!(f, "clock skew ({offset_s:+}s)"),
             Kind::SlowDisk { limits, .. } => write!(f, "slow disk ({limits})"),
+            Kind::RestartLoop { every } => {
+                write!(f, "restart loop (every {:.1}s)", every.as_secs_f64())
+            }
             other => f.write_str(other.name()),
         }
     }
@@ -298,6 +310,13 @@ pub async fn apply(
             message: "network faults are applied with fault::apply_net".into(),
         });
     }
+    if let Kind::RestartLoop { .. } = kind {
+        return Err(FaultError::Apply {
+            node: node.to_string(),
+            what: "start a restart loop".into(),
+            detail: "restart loops are applied with fault::apply_restart_loop".into(),
+        });
+    }
     if kind.is_resource() {
         let kind = resource::prepare(engine, node, container, kind).await?;
         let a = journal.record(kind.clone(), node, container, origin)?;
@@ -341,6 +360,26 @@ fn unreachable_net(container: &str) -> Result<(), EngineError> {
     )))
 }
 
+/// Journals a restart loop, then starts it in this process (the first restart at once).
+pub async fn apply_restart_loop(
+    engine: &Engine,
+    journal: &Journal,
+    every: Duration,
+    node: &str,
+    container: &str,
+    origin: &str,
+    on_restart: restart_loop::OnRestart,
+) -> Result<Applied, FaultError> {
+    if engine.inspect_container(container).await?.is_none() {
+        return Err(FaultError::NoContainer {
+            node: node.to_string(),
+        });
+    }
+    let a = journal.record(Kind::RestartLoop { every }, node, container, origin)?;
+    restart_loop::start(engine, journal, &a.id, container, every, on_restart);
+    Ok(a)
+}
+
 /// Journals and applies a network fault; `addrs` are the nodes' addresses on the project
 /// network (`net::addresses`). On failure whatever was put in place is removed again.
 pub async fn apply_net(
@@ -376,6 +415,10 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
     if a.kind.is_resource() {
         resource::heal(engine, &a.node, &a.container, &a.id, &a.kind).await?;
         return journal.forget(&a.id);
+    }
+    if let Kind::RestartLoop { .. } = a.kind {
+        // Stopped first (a restart in progress finishes), then started below if it is down.
+        restart_loop::stop(journal, &a.id).await;
     }
     if let Some(c) = engine.inspect_container(&a.container).await? {
         let state = c.state.unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Network faults: iptables rules in lab-owned chains (`LAB-<fault id>-I/O/N`) inside the
 //! nodes' network namespaces, entered from the host with `nsenter`; slow links through a
-//! userspace TCP proxy that `lab` runs (latency, jitter, bandwidth), reached by a DNAT rule in
-//! the sending node's namespace. Heal deletes the jumps and the chains, and tolerates them
+//! userspace TCP proxy that `lab` runs (Toxiproxy-style toxics: latency, jitter, bandwidth,
+//! timeout, reset), reached by a DNAT rule in the sending node's namespace. Heal deletes the jumps and the chains, and tolerates them
 //! being gone (a restarted container has a fresh namespace).
 
 use std::collections::HashMap;
@@ -44,6 +44,28 @@ pub enum Effect {
         #[serde(default)]
         bandwidth_kbit: Option<u32>,
     },
+    /// Connections from `from` to `to` go through lab's proxy, which accepts them and passes
+    /// nothing either way (Toxiproxy's `timeout`); each is closed `close_after` after it was
+    /// accepted, if given, else held open until heal.
+    Timeout {
+        from: String,
+        to: String,
+        #[serde(
+            default,
+            with = "crate::measure::serde_us::opt",
+            rename = "close_after_us"
+        )]
+        close_after: Option<Duration>,
+    },
+    /// Connections from `from` to `to` are reset (TCP RST: closed with `SO_LINGER` 0) `after`
+    /// they opened, through lab's proxy; those open when the fault is applied are reset
+    /// `after` it was applied (`ss -K` in `from`'s namespace).
+    Reset {
+        from: String,
+        to: String,
+        #[serde(default, with = "crate::measure::serde_us", rename = "after_us")]
+        after: Duration,
+    },
 }
 
 impl Effect {
@@ -55,6 +77,8 @@ impl Effect {
             Effect::CutClients { .. } => "cut-clients",
             Effect::Loss { .. } => "loss",
             Effect::Latency { .. } => "latency",
+            Effect::Timeout { .. } => "timeout",
+            Effect::Reset { .. } => "reset",
         }
     }
 
@@ -68,13 +92,51 @@ impl Effect {
                 .first()
                 .and_then(|s| s.first())
                 .map_or("", String::as_str),
-            Effect::OneWay { from, .. } | Effect::Latency { from, .. } => from,
+            Effect::OneWay { from, .. }
+            | Effect::Latency { from, .. }
+            | Effect::Timeout { from, .. }
+            | Effect::Reset { from, .. } => from,
         }
     }
 
     /// Whether lab's process must stay alive for the fault to keep its effect.
     pub fn needs_proxy(&self) -> bool {
-        matches!(self, Effect::Latency { .. })
+        self.proxied().is_some()
+    }
+
+    /// The link a proxy fault sits on, `(from, to)`, and what its proxy does to each
+    /// connection; `None` for faults made of drop rules.
+    pub fn proxied(&self) -> Option<(&str, &str, Toxic)> {
+        match self {
+            Effect::Latency {
+                from,
+                to,
+                delay,
+                jitter,
+                bandwidth_kbit,
+            } => Some((
+                from,
+                to,
+                Toxic::Slow(Toxics {
+                    delay: *delay,
+                    jitter: *jitter,
+                    bandwidth_kbit: *bandwidth_kbit,
+                }),
+            )),
+            Effect::Timeout {
+                from,
+                to,
+                close_after,
+            } => Some((
+                from,
+                to,
+                Toxic::Timeout {
+                    close_after: *close_after,
+                },
+            )),
+            Effect::Reset { from, to, after } => Some((from, to, Toxic::Reset { after: *after })),
+            _ => None,
+        }
     }
 }
 
@@ -104,6 +166,23 @@ impl std::fmt::Display for Effect {
                     write!(f, " {b} kbit/s")?;
                 }
                 Ok(())
+            }
+            Effect::Timeout {
+                from,
+                to,
+                close_after,
+            } => {
+                write!(f, "timeout {from} -> {to}")?;
+                match close_after {
+                    Some(d) => write!(f, " (closed after {}ms)", d.as_millis()),
+                    None => f.write_str(" (held open)"),
+                }
+            }
+            Effect::Reset { from, to, after } if after.is_zero() => {
+                write!(f, "reset {from} -> {to}")
+            }
+            Effect::Reset { from, to, after } => {
+                write!(f, "reset {from} -> {to} after {}ms", after.as_millis())
             }
         }
     }
@@ -207,6 +286,8 @@ pub enum Family {
     OneWay,
     Loss,
     Latency,
+    /// `timeout` and `reset`: only lab's proxy does them.
+    Toxic,
 }
 
 impl From<&Effect> for Family {
@@ -218,6 +299,7 @@ impl From<&Effect> for Family {
             Effect::OneWay { .. } => Family::OneWay,
             Effect::Loss { .. } => Family::Loss,
             Effect::Latency { .. } => Family::Latency,
+            Effect::Timeout { .. } | Effect::Reset { .. } => Family::Toxic,
         }
     }
 }
@@ -231,6 +313,7 @@ impl Family {
             Family::OneWay => "one-way",
             Family::Loss => "loss",
             Family::Latency => "latency",
+            Family::Toxic => "timeout/reset",
         }
     }
 }
@@ -271,6 +354,13 @@ pub fn choose(family: Family, want: Want, caps: &HostCapabilities) -> Result<Mec
             })
         }
         (F::Latency, _) => Err(only("netem or lab's proxy (via: netem or proxy)")),
+        (F::Toxic, Want::Auto | Want::Proxy) => ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
+            format!(
+                "lab's proxy needs a DNAT rule in the node's namespace, and {}",
+                no_ipt()
+            )
+        }),
+        (F::Toxic, _) => Err(only("lab's proxy (via: proxy)")),
         (F::Loss, Want::Auto | Want::Iptables) => {
             ipt.then_some(Mechanism::Iptables).ok_or_else(no_ipt)
         }
@@ -491,8 +581,11 @@ pub fn plan(effect: &Effect, addrs: &[Addr]) -> Result<Vec<(String, Vec<Rule>)>,
                 )],
             ));
         }
-        Effect::Latency { .. } => {
-            return Err("latency goes through the proxy, not drop rules".into());
+        e @ (Effect::Latency { .. } | Effect::Timeout { .. } | Effect::Reset { .. }) => {
+            return Err(format!(
+                "{} goes through the proxy, not drop rules",
+                e.name()
+            ));
         }
     }
     Ok(out)
@@ -616,8 +709,9 @@ pub async fn prepare_with(
         .collect();
     let addrs = addresses(engine, &nodes).await?;
     let mut endpoints = vec![];
-    let containers = match (&effect, mechanism) {
-        (Effect::Isolate { node }, Mechanism::Disconnect) => {
+    let proxied = effect.proxied();
+    let containers = match (&effect, mechanism, proxied) {
+        (Effect::Isolate { node }, Mechanism::Disconnect, _) => {
             let a = addrs.iter().find(|a| a.node == *node).ok_or_else(|| {
                 apply_err(
                     node,
@@ -627,14 +721,14 @@ pub async fn prepare_with(
             endpoints = super::disconnect::endpoints(engine, &a.container).await?;
             vec![a.container.clone()]
         }
-        (e, Mechanism::Netem) => super::netem::plan(e, &addrs)
+        (e, Mechanism::Netem, _) => super::netem::plan(e, &addrs)
             .map_err(|m| apply_err(e.primary(), m))?
             .into_iter()
             .map(|p| p.container)
             .collect(),
-        (Effect::Latency { from, to, .. }, _) => {
-            let f = addrs.iter().find(|a| a.node == *from);
-            let t = addrs.iter().find(|a| a.node == *to);
+        (_, _, Some((from, to, _))) => {
+            let f = addrs.iter().find(|a| a.node == from);
+            let t = addrs.iter().find(|a| a.node == to);
             match (f, t) {
                 (Some(f), Some(t)) if !t.ports.is_empty() => {
                     announce_own_ip(inst, f).await;
@@ -654,7 +748,7 @@ pub async fn prepare_with(
                 }
             }
         }
-        (e, _) => plan(e, &addrs)
+        (e, _, None) => plan(e, &addrs)
             .map_err(|m| apply_err(e.primary(), m))?
             .into_iter()
             .map(|(c, _)| c)
@@ -851,16 +945,10 @@ pub async fn apply(
         Mechanism::Netem => return super::netem::apply(engine, id, &f.effect, addrs).await,
         Mechanism::Iptables | Mechanism::Proxy => {}
     }
-    match &f.effect {
-        Effect::Latency {
-            from,
-            to,
-            delay,
-            jitter,
-            bandwidth_kbit,
-        } => {
-            let find = |n: &String| {
-                addrs.iter().find(|a| a.node == *n).ok_or_else(|| {
+    match f.effect.proxied() {
+        Some((from, to, toxic)) => {
+            let find = |n: &str| {
+                addrs.iter().find(|a| a.node == n).ok_or_else(|| {
                     apply_err(
                         n,
                         "no address on the project network (is it running?)".into(),
@@ -871,11 +959,6 @@ pub async fn apply(
             let pid = pid_of(engine, &fa.container)
                 .await?
                 .ok_or_else(|| apply_err(&fa.container, "not running".into()))?;
-            let toxics = Toxics {
-                delay: *delay,
-                jitter: *jitter,
-                bandwidth_kbit: *bandwidth_kbit,
-            };
             let mut set = JoinSet::new();
             let mut rules = vec![];
             for port in &ta.ports {
@@ -891,7 +974,7 @@ pub async fn apply(
                 let local = l
                     .local_addr()
                     .map_err(|e| apply_err(&fa.container, e.to_string()))?;
-                set.spawn(serve(l, upstream, toxics));
+                set.spawn(serve(l, upstream, toxic));
                 rules.push(r(
                     Hook::NatOutput,
                     &[
@@ -908,18 +991,36 @@ pub async fn apply(
                     ],
                 ));
             }
+            let (ip, ports) = (ta.ip, ta.ports.clone());
+            match toxic {
+                // Connections open before the fault are reset `after` it: the same moment,
+                // counted from the fault, as for those the proxy takes from now on.
+                Toxic::Reset { after } if !after.is_zero() => {
+                    set.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        for port in &ports {
+                            let _ = kill_conns(pid, ip, *port).await;
+                        }
+                    });
+                }
+                _ => {}
+            }
             proxies()
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(format!("{journal_key}#{id}"), set);
             install(id, &fa.container, pid, &rules).await?;
-            // Connections opened before the rule bypass it; close them so they reopen
-            // through the proxy (Redis replicas reconnect at once).
-            for port in &ta.ports {
-                let _ = kill_conns(pid, ta.ip, *port).await;
+            // Connections opened before the rule bypass it; close them (`ss -K` aborts them:
+            // the peer gets a RST) so they reopen through the proxy (Redis replicas reconnect
+            // at once). A delayed reset closes them when it falls due instead.
+            if !matches!(toxic, Toxic::Reset { after } if !after.is_zero()) {
+                for port in &ta.ports {
+                    let _ = kill_conns(pid, ta.ip, *port).await;
+                }
             }
         }
-        effect => {
+        None => {
+            let effect = &f.effect;
             let planned = plan(effect, addrs).map_err(|e| apply_err(effect.primary(), e))?;
             let mut pids = vec![];
             for (container, _) in &planned {
@@ -1003,35 +1104,98 @@ pub struct Toxics {
     pub bandwidth_kbit: Option<u32>,
 }
 
-/// Accepts connections and pipes each to `upstream` through the toxics, until aborted.
-async fn serve(l: TcpListener, upstream: SocketAddr, t: Toxics) {
+/// What the proxy does to each connection it accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Toxic {
+    /// Delay, jitter and bandwidth cap on both directions.
+    Slow(Toxics),
+    /// Accept, read and drop everything, answer nothing (no upstream connection is made);
+    /// close after `close_after` if given.
+    Timeout { close_after: Option<Duration> },
+    /// Pipe unchanged, then reset both ends (SO_LINGER 0, so the close is a RST) `after`
+    /// the connection was accepted; with `after` zero no upstream connection is made.
+    Reset { after: Duration },
+}
+
+/// Accepts connections and treats each with the toxic, until aborted.
+async fn serve(l: TcpListener, upstream: SocketAddr, toxic: Toxic) {
     let mut conns = JoinSet::new();
     loop {
         let Ok((down, _)) = l.accept().await else {
             continue;
         };
-        conns.spawn(async move {
-            let Ok(up) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            let _ = down.set_nodelay(true);
-            let _ = up.set_nodelay(true);
-            let (dr, dw) = down.into_split();
-            let (ur, uw) = up.into_split();
-            tokio::join!(pipe(dr, uw, t), pipe(ur, dw, t));
-        });
+        conns.spawn(connection(down, upstream, toxic));
         // Reap finished connections so the set does not grow without bound.
         while conns.try_join_next().is_some() {}
     }
 }
 
+async fn connection(mut down: TcpStream, upstream: SocketAddr, toxic: Toxic) {
+    let _ = down.set_nodelay(true);
+    match toxic {
+        Toxic::Slow(t) => {
+            let Ok(up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            let (dr, dw) = down.into_split();
+            let (ur, uw) = up.into_split();
+            tokio::join!(pipe(dr, uw, t), pipe(ur, dw, t));
+        }
+        Toxic::Timeout { close_after } => {
+            // Reading keeps the sender's writes from blocking, as a silent peer's kernel
+            // would acknowledge them; nothing read is passed on.
+            let swallow = async {
+                let mut buf = vec![0u8; 16384];
+                while let Ok(n) = down.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            match close_after {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, swallow).await;
+                }
+                None => swallow.await,
+            }
+            // Dropped: an orderly close (FIN), as Toxiproxy's timeout closes.
+        }
+        Toxic::Reset { after } => {
+            // Linger 0 makes the close below a RST, not a FIN.
+            let _ = down.set_zero_linger();
+            if after.is_zero() {
+                return;
+            }
+            let Ok(mut up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            let _ = up.set_zero_linger();
+            let calm = Toxics {
+                delay: Duration::ZERO,
+                jitter: Duration::ZERO,
+                bandwidth_kbit: None,
+            };
+            // Borrowed halves: unlike owned ones they send no FIN when dropped, so the first
+            // thing either end hears of the close is the RST.
+            let (dr, dw) = down.split();
+            let (ur, uw) = up.split();
+            let _ = tokio::time::timeout(after, async {
+                tokio::join!(pipe(dr, uw, calm), pipe(ur, dw, calm))
+            })
+            .await;
+        }
+    }
+}
+
 /// One direction: each chunk read is released at its arrival time plus the delay (+/- jitter),
 /// never before the previous chunk (order is kept), and no faster than the bandwidth allows.
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    t: Toxics,
-) {
+async fn pipe<R, W>(mut from: R, mut to: W, t: Toxics)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     use rand::Rng;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     let reader = async move {
@@ -1264,6 +1428,126 @@ mod tests {
         assert_eq!(back, f);
     }
 
+    /// An echo server on 127.0.0.1 and a proxy in front of it with `toxic`: (proxy, handle).
+    async fn echo_behind(toxic: Toxic) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let up = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 64];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let px = l.local_addr().expect("addr");
+        (px, tokio::spawn(serve(l, up, toxic)))
+    }
+
+    #[tokio::test]
+    async fn timeout_toxic_answers_nothing_then_closes() {
+        // Held open: a request gets no answer (500 ms is 100x a local echo's round trip).
+        let (px, h) = echo_behind(Toxic::Timeout { close_after: None }).await;
+        let mut c = TcpStream::connect(px).await.expect("connect");
+        c.write_all(b"ping").await.expect("write");
+        let mut b = [0u8; 4];
+        let r = tokio::time::timeout(Duration::from_millis(500), c.read(&mut b)).await;
+        assert!(r.is_err(), "no answer while held: {r:?}");
+        h.abort();
+        // close_after 300 ms: still nothing, then an orderly close (EOF), not before 300 ms;
+        // the upper bound is scheduling slack on a loaded host.
+        let (px, h) = echo_behind(Toxic::Timeout {
+            close_after: Some(Duration::from_millis(300)),
+        })
+        .await;
+        let t = std::time::Instant::now();
+        let mut c = TcpStream::connect(px).await.expect("connect");
+        c.write_all(b"ping").await.expect("write");
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut b))
+            .await
+            .expect("closed within 5 s")
+            .expect("an orderly close");
+        let took = t.elapsed();
+        h.abort();
+        assert_eq!(n, 0, "no data, then EOF");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reset_toxic_resets_at_once_or_after() {
+        let (px, h) = echo_behind(Toxic::Reset {
+            after: Duration::ZERO,
+        })
+        .await;
+        let mut c = TcpStream::connect(px).await.expect("connect");
+        let _ = c.write_all(b"ping").await;
+        let mut b = [0u8; 4];
+        let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut b))
+            .await
+            .expect("an answer within 5 s");
+        assert_eq!(
+            r.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "reset, not closed"
+        );
+        h.abort();
+        // after 300 ms: the connection works, then is reset (no EOF first).
+        let (px, h) = echo_behind(Toxic::Reset {
+            after: Duration::from_millis(300),
+        })
+        .await;
+        let t = std::time::Instant::now();
+        let mut c = TcpStream::connect(px).await.expect("connect");
+        c.write_all(b"ping").await.expect("write");
+        c.read_exact(&mut b).await.expect("echoed before the reset");
+        assert_eq!(&b, b"ping");
+        let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut b))
+            .await
+            .expect("reset within 5 s");
+        let took = t.elapsed();
+        h.abort();
+        assert_eq!(
+            r.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset)
+        );
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn proxy_faults_journal_and_describe() {
+        let t = Effect::Timeout {
+            from: "a".into(),
+            to: "b".into(),
+            close_after: Some(Duration::from_secs(2)),
+        };
+        let r = Effect::Reset {
+            from: "a".into(),
+            to: "b".into(),
+            after: Duration::ZERO,
+        };
+        for e in [&t, &r] {
+            assert!(e.needs_proxy());
+            let back: Effect =
+                serde_json::from_value(serde_json::to_value(e).expect("json")).expect("back");
+            assert_eq!(&back, e);
+            assert!(plan(e, &[]).is_err(), "no drop rules for {e}");
+        }
+        assert_eq!(t.to_string(), "timeout a -> b (closed after 2000ms)");
+        assert_eq!(r.to_string(), "reset a -> b");
+        assert_eq!(r.primary(), "a");
+    }
+
     #[tokio::test]
     async fn proxy_delays_each_direction() {
         // An echo server behind the proxy: one round trip crosses it twice.
@@ -1286,11 +1570,11 @@ mod tests {
         let h = tokio::spawn(serve(
             l,
             up,
-            Toxics {
+            Toxic::Slow(Toxics {
                 delay: Duration::from_millis(50),
                 jitter: Duration::ZERO,
                 bandwidth_kbit: None,
-            },
+            }),
         ));
         let mut c = TcpStream::connect(px).await.expect("connect");
         c.set_nodelay(true).expect("nodelay");

@@ -324,6 +324,32 @@ struct TargetForm {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RestartLoopForm {
+    target: Target,
+    every: Period,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+/// A restart loop's period: a duration of at least a second (a restart itself takes about
+/// that long, so a shorter period is a container that never runs).
+struct Period(Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Dur(p) = Dur::deserialize(d)?;
+        if p < Duration::from_secs(1) {
+            return Err(de::Error::custom(format!(
+                "every `{}` is too short; a restart loop's period is at least 1s",
+                super::fmt::dur(p)
+            )));
+        }
+        Ok(Period(p))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PauseForm {
     target: Target,
     #[serde(default, rename = "for")]
@@ -395,6 +421,28 @@ struct LatencyForm {
     lasts: Option<Dur>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutForm {
+    from: Target,
+    to: Target,
+    #[serde(default)]
+    close_after: Option<Dur>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetForm {
+    from: Target,
+    to: Target,
+    #[serde(default)]
+    after: Option<Dur>,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
 /// A whole percentage, 1 to 100.
 struct Percent(u8);
 
@@ -426,6 +474,11 @@ one_of!(FaultSpec, FaultForm, "fault",
             grace: s.grace.map_or(DEFAULT_GRACE, |d| d.0),
         },
         restart: TargetForm => |t: TargetForm| FaultSpec::Restart { target: t.target },
+        restart_loop: RestartLoopForm => |f: RestartLoopForm| FaultSpec::RestartLoop {
+            target: f.target,
+            every: f.every.0,
+            duration: f.lasts.map(|d| d.0),
+        },
         pause: PauseForm => |p: PauseForm| FaultSpec::Pause {
             target: p.target,
             duration: p.lasts.map(|d| d.0),
@@ -443,6 +496,16 @@ one_of!(FaultSpec, FaultForm, "fault",
             bandwidth_kbit: f.bandwidth_kbit,
             via: f.via,
         }, f.lasts),
+        timeout: TimeoutForm => |f: TimeoutForm| net(NetSpec::Timeout {
+            from: f.from,
+            to: f.to,
+            close_after: f.close_after.map(|d| d.0),
+        }, f.lasts),
+        reset: ResetForm => |f: ResetForm| net(NetSpec::Reset {
+            from: f.from,
+            to: f.to,
+            after: f.after.map_or(Duration::ZERO, |d| d.0),
+        }, f.lasts),
         stress: StressForm => |f: StressForm| FaultSpec::Resource(f.into()),
         disk_full: DiskFullForm => |f: DiskFullForm| FaultSpec::Resource(f.into()),
         clock_skew: ClockSkewForm => |f: ClockSkewForm| FaultSpec::Resource(f.into()),
@@ -459,6 +522,7 @@ one_of!(Target, TargetOneOf, "target",
         any_of: AnyOfForm => |a: AnyOfForm| Target::AnyOf { role: a.role, seed: a.seed },
         sentinels: SentinelsForm => |s: SentinelsForm| Target::Sentinels { part: s.part, seed: s.seed },
         zone: String => Target::Zone,
+        sentinel_leader: String => Target::SentinelLeader,
     },
 );
 
@@ -1021,6 +1085,48 @@ mod tests {
     }
 
     #[test]
+    fn restart_loops_and_the_sentinel_leader() {
+        let s = parse_ok(
+            "\
+steps:
+  - fault: {restart_loop: {target: {replica_of: g1}, every: 5s, for: 30s}}
+  - fault: {restart_loop: {target: {node: redis-2}, every: 1m}}
+  - fault: {kill: {target: {sentinel_leader: g1}}}
+",
+        );
+        let actions: Vec<&Action> = s.steps.iter().map(|s| &s.action).collect();
+        assert_eq!(
+            actions[0],
+            &Action::Fault(FaultSpec::RestartLoop {
+                target: Target::ReplicaOf("g1".into()),
+                every: Duration::from_secs(5),
+                duration: Some(Duration::from_secs(30)),
+            })
+        );
+        assert_eq!(
+            actions[1],
+            &Action::Fault(FaultSpec::RestartLoop {
+                target: Target::Node("redis-2".into()),
+                every: Duration::from_secs(60),
+                duration: None,
+            })
+        );
+        assert_eq!(
+            actions[2],
+            &Action::Fault(FaultSpec::Kill {
+                target: Target::SentinelLeader("g1".into()),
+                signal: "SIGKILL".into()
+            })
+        );
+        let e = parse_err(
+            "steps:\n  - fault: {restart_loop: {target: {node: redis-2}, every: 200ms}}\n",
+        );
+        assert!(e.starts_with("4:") && e.contains("at least 1s"), "{e}");
+        let e = parse_err("steps:\n  - fault: {restart_loop: {target: {node: redis-2}}}\n");
+        assert!(e.starts_with("4:") && e.contains("every"), "{e}");
+    }
+
+    #[test]
     fn reads_every_kind_of_step() {
         let s = parse_ok(
             "\
@@ -1146,15 +1252,15 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `stress`, `disk_full`, `clock_skew`, `slow_disk`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`, `slow_disk`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, pause, isolate, partition, one_way, cut_clients, loss, latency, stress, disk_full, clock_skew or slow_disk, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full, clock_skew or slow_disk, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),
-            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of, any_of, sentinels or zone"
+            "4:28: steps[0].fault.kill.target: a target needs one key: node, master_of, replica_of, any_of, sentinels, zone or sentinel_leader"
         );
         assert_eq!(
             parse_err("steps:\n  - heal: some\n"),

@@ -224,6 +224,7 @@ mod tests {
                 "redis-cluster-master-kill",
                 "redis-cluster-minority-partition",
                 "redis-sentinel-disk-full-aof",
+                "redis-sentinel-leader-kill",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
                 "redis-sentinel-replica-kill",
@@ -358,6 +359,10 @@ mod tests {
         assert_eq!(
             check("pinned_clients:\n  - {name: p, target: {node: redis-exporter}, rate: 5}\nsteps: [{note: x}]\n"),
             "4:30: redis-exporter is an exporter node, and a pinned client writes to it; name a data node"
+        );
+        assert_eq!(
+            check("steps:\n  - fault: {kill: {target: {sentinel_leader: shard-1}}}\n"),
+            "4:46: topology redis-cluster has no Sentinels, so nobody leads a failover"
         );
         // Of several problems, the first in the file.
         assert_eq!(

@@ -194,6 +194,13 @@ pub enum FaultSpec {
     Stop { target: Target, grace: Duration },
     /// Stop and start again; heals by itself.
     Restart { target: Target },
+    /// SIGKILL and start again every `every` while in force (the first at once); with
+    /// `duration` (YAML `for`), healed after it. YAML: `restart_loop`.
+    RestartLoop {
+        target: Target,
+        every: Duration,
+        duration: Option<Duration>,
+    },
     /// Freeze the container's processes (cgroup freezer); with `duration`, thaw after it.
     /// YAML: `for`.
     Pause {
@@ -216,6 +223,7 @@ impl FaultSpec {
             FaultSpec::Kill { .. } => "kill",
             FaultSpec::Stop { .. } => "stop",
             FaultSpec::Restart { .. } => "restart",
+            FaultSpec::RestartLoop { .. } => "restart_loop",
             FaultSpec::Pause { .. } => "pause",
             FaultSpec::Net { net, .. } => net.key(),
             FaultSpec::Resource(r) => r.key(),
@@ -228,6 +236,7 @@ impl FaultSpec {
             FaultSpec::Kill { target, .. }
             | FaultSpec::Stop { target, .. }
             | FaultSpec::Restart { target }
+            | FaultSpec::RestartLoop { target, .. }
             | FaultSpec::Pause { target, .. } => vec![target],
             FaultSpec::Net { net, .. } => net.targets_at().into_iter().map(|(_, _, t)| t).collect(),
             FaultSpec::Resource(r) => vec![&r.target],
@@ -248,6 +257,17 @@ impl fmt::Display for FaultSpec {
                 write!(f, "stop {target} (grace {})", super::fmt::dur(*grace))
             }
             FaultSpec::Restart { target } => write!(f, "restart {target}"),
+            FaultSpec::RestartLoop {
+                target,
+                every,
+                duration,
+            } => {
+                write!(f, "restart {target} every {}", super::fmt::dur(*every))?;
+                match duration {
+                    Some(d) => write!(f, " for {}", super::fmt::dur(*d)),
+                    None => Ok(()),
+                }
+            }
             FaultSpec::Pause { target, duration } => match duration {
                 Some(d) => write!(f, "pause {target} for {}", super::fmt::dur(*d)),
                 None => write!(f, "pause {target}"),
@@ -295,6 +315,9 @@ pub enum Target {
     Sentinels { part: Part, seed: Option<u64> },
     /// Every node whose `x-lab` zone is this label.
     Zone(String),
+    /// The Sentinel failing over this group right now: the one whose `SENTINEL MASTER`
+    /// flags say `failover_in_progress`, asked of every Sentinel when the step runs.
+    SentinelLeader(String),
 }
 
 impl Target {
@@ -307,6 +330,7 @@ impl Target {
             Target::AnyOf { .. } => "any_of",
             Target::Sentinels { .. } => "sentinels",
             Target::Zone(_) => "zone",
+            Target::SentinelLeader(_) => "sentinel_leader",
         }
     }
 }
@@ -328,6 +352,7 @@ impl fmt::Display for Target {
                 seed: Some(s),
             } => write!(f, "a {part} of the Sentinels (seed {s})"),
             Target::Zone(z) => write!(f, "zone {z}"),
+            Target::SentinelLeader(g) => write!(f, "the Sentinel failing over {g}"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::model::Target;
 
 /// A network fault step (YAML keys `isolate`, `partition`, `one_way`, `cut_clients`, `loss`,
-/// `latency`).
+/// `latency`, `timeout`, `reset`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetSpec {
     /// The node reaches nobody and nobody reaches it, clients included.
@@ -28,6 +28,20 @@ pub enum NetSpec {
         jitter: Duration,
         bandwidth_kbit: Option<u32>,
         via: Via,
+    },
+    /// Connections `from` opens to `to` stay open but pass no data; closed after
+    /// `close_after` if given (through lab's proxy).
+    Timeout {
+        from: Target,
+        to: Target,
+        close_after: Option<Duration>,
+    },
+    /// Connections `from` opens to `to` are reset (TCP RST) `after` they open (through lab's
+    /// proxy); those open when it is applied, `after` that.
+    Reset {
+        from: Target,
+        to: Target,
+        after: Duration,
     },
 }
 
@@ -58,6 +72,8 @@ impl NetSpec {
             NetSpec::CutClients { .. } => "cut_clients",
             NetSpec::Loss { .. } => "loss",
             NetSpec::Latency { .. } => "latency",
+            NetSpec::Timeout { .. } => "timeout",
+            NetSpec::Reset { .. } => "reset",
         }
     }
 
@@ -67,7 +83,10 @@ impl NetSpec {
             NetSpec::Isolate { target }
             | NetSpec::CutClients { target }
             | NetSpec::Loss { target, .. } => vec![("target", None, target)],
-            NetSpec::OneWay { from, to } | NetSpec::Latency { from, to, .. } => {
+            NetSpec::OneWay { from, to }
+            | NetSpec::Latency { from, to, .. }
+            | NetSpec::Timeout { from, to, .. }
+            | NetSpec::Reset { from, to, .. } => {
                 vec![("from", None, from), ("to", None, to)]
             }
             NetSpec::Partition { sides } => sides
@@ -108,6 +127,25 @@ impl fmt::Display for NetSpec {
                 f,
                 "slow link {from} -> {to} (+{} each way)",
                 super::fmt::dur(*delay)
+            ),
+            NetSpec::Timeout {
+                from,
+                to,
+                close_after,
+            } => {
+                write!(f, "silence the link {from} -> {to}")?;
+                match close_after {
+                    Some(d) => write!(f, " (closed after {})", super::fmt::dur(*d)),
+                    None => Ok(()),
+                }
+            }
+            NetSpec::Reset { from, to, after } if after.is_zero() => {
+                write!(f, "reset the link {from} -> {to}")
+            }
+            NetSpec::Reset { from, to, after } => write!(
+                f,
+                "reset the link {from} -> {to} after {}",
+                super::fmt::dur(*after)
             ),
         }
     }
@@ -192,6 +230,52 @@ mod tests {
             }
         );
         assert!(fault("{cut_clients: {target: {node: node-1}}}").is_ok());
+        assert_eq!(
+            net(
+                fault("{timeout: {from: {node: node-4}, to: {master_of: shard-1}, for: 10s}}")
+                    .expect("timeout")
+            ),
+            (
+                NetSpec::Timeout {
+                    from: n("node-4"),
+                    to: Target::MasterOf("shard-1".into()),
+                    close_after: None
+                },
+                Some(Duration::from_secs(10))
+            )
+        );
+        assert_eq!(
+            net(
+                fault("{timeout: {from: {node: node-4}, to: {node: node-1}, close_after: 2s}}")
+                    .expect("timeout close_after")
+            )
+            .0,
+            NetSpec::Timeout {
+                from: n("node-4"),
+                to: n("node-1"),
+                close_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            net(fault("{reset: {from: {node: node-4}, to: {node: node-1}}}").expect("reset")).0,
+            NetSpec::Reset {
+                from: n("node-4"),
+                to: n("node-1"),
+                after: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            net(
+                fault("{reset: {from: {node: node-4}, to: {node: node-1}, after: 500ms}}")
+                    .expect("reset after")
+            )
+            .0,
+            NetSpec::Reset {
+                from: n("node-4"),
+                to: n("node-1"),
+                after: Duration::from_millis(500)
+            }
+        );
     }
 
     #[test]
@@ -205,5 +289,11 @@ mod tests {
         let e = fault("{latency: {from: {node: node-4}, to: {node: node-1}, delay: 100}}")
             .expect_err("unitless");
         assert!(e.contains("t.yaml:4:"), "{e}");
+        let e = fault("{reset: {from: {node: node-4}, to: {node: node-1}, after: 2}}")
+            .expect_err("unitless");
+        assert!(e.contains("t.yaml:4:") && e.contains("no unit"), "{e}");
+        let e = fault("{timeout: {from: {node: node-4}, to: {node: node-1}, close: 2s}}")
+            .expect_err("typo");
+        assert!(e.contains("t.yaml:4:") && e.contains("close_after"), "{e}");
     }
 }

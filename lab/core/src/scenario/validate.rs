@@ -152,6 +152,19 @@ impl Check<'_> {
                     self.fail(at, msg);
                 }
             }
+            Target::SentinelLeader(g) => {
+                if let Some(why) = need_data {
+                    self.fail(at, format!("a Sentinel holds no data, and {why}"));
+                } else if self.topo.with_role(Role::Sentinel).is_empty() {
+                    let msg = format!(
+                        "topology {} has no Sentinels, so nobody leads a failover",
+                        self.name()
+                    );
+                    self.fail(at, msg);
+                } else {
+                    self.group(at, g);
+                }
+            }
             Target::Zone(z) => {
                 let mut zones: Vec<&str> = vec![];
                 for s in &self.topo.services {
