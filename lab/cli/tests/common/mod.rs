@@ -233,3 +233,39 @@ pub fn must_pass(o: &Output, what: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// How many faults the instance's journal holds.
+pub fn journal_len(lab: &Lab, inst: &str) -> usize {
+    std::fs::read_to_string(lab.state.path().join(inst).join("faults.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j["faults"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// Lab chains in every running container of the instance, seen from the host.
+pub fn lab_chains(lab: &Lab, inst: &str) -> Vec<String> {
+    let names = lab.engine_cli(&[
+        "ps",
+        "--filter",
+        &format!("label=lab.instance={inst}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut out = vec![];
+    for c in names.lines().filter(|l| !l.trim().is_empty()) {
+        let pid = lab.engine_cli(&["inspect", "-f", "{{.State.Pid}}", c]);
+        for t in ["filter", "nat"] {
+            let o = Command::new("nsenter")
+                .args(["-t", pid.trim(), "-n", "iptables", "-t", t, "-S"])
+                .output()
+                .expect("nsenter");
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                if l.contains("LAB-") {
+                    out.push(format!("{c} {t}: {l}"));
+                }
+            }
+        }
+    }
+    out
+}
