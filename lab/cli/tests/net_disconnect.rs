@@ -103,6 +103,26 @@ fn reaches(lab: &Lab, from: &str, ip: &str) -> bool {
     out.contains("PONG")
 }
 
+/// What `from` makes of `name` (its resolver and the answer), and on Podman the network DNS
+/// server's records, for a failure message.
+fn dns_report(lab: &Lab, from: &str, name: &str) -> String {
+    let inside = lab.engine_cli(&[
+        "exec",
+        from,
+        "sh",
+        "-c",
+        &format!("cat /etc/resolv.conf; echo '-- getent:'; timeout 10 getent ahostsv4 {name}; echo \"exit $?\""),
+    ]);
+    let mut out = format!("inside {from}:\n{inside}");
+    if let Ok(dir) = std::fs::read_dir("/run/containers/networks/aardvark-dns") {
+        for f in dir.flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            out.push_str(&format!("-- {}:\n{text}", f.path().display()));
+        }
+    }
+    out
+}
+
 /// PING through the published port on 127.0.0.1 (2 s connect and read timeouts).
 fn published_ping(port: u16, pw: &str) -> Result<(), String> {
     let c = redis::Client::open(format!("redis://:{pw}@127.0.0.1:{port}/"))
@@ -248,9 +268,14 @@ fn isolate_by_network_disconnect_and_back() {
             );
         }
         // By name too: the alias resolves again on the network's DNS.
-        assert!(within(Duration::from_secs(20), || reaches(
-            &lab, &peers[0], "redis-2"
-        )));
+        assert!(
+            within(Duration::from_secs(20), || reaches(
+                &lab, &peers[0], "redis-2"
+            )),
+            "{e}: {} does not reach redis-2 by name after heal:\n{}",
+            peers[0],
+            dns_report(&lab, &peers[0], "redis-2")
+        );
         assert!(
             within(Duration::from_secs(20), || published_ping(port2, &pw)
                 .is_ok()),
