@@ -141,12 +141,13 @@ pub enum ReportCmd {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    /// kill, stop, restart, restart-loop, pause; resource: stress, disk-full, clock-skew,
-    /// slow-disk; network: isolate, partition, one-way, cut-clients, loss, latency, timeout,
-    /// reset.
+    /// kill, stop, restart, restart-loop, pause, leader-crash (the target's Sentinels crash
+    /// when elected failover leader, e.g. `sentinels:all`); resource: stress, disk-full,
+    /// clock-skew, slow-disk; network: isolate, partition, one-way, cut-clients, loss,
+    /// latency, timeout, reset.
     pub kind: String,
     /// A node name (redis-1), or `master-of:<group>`, `replica-of:<group>`, `any:<role>[:seed]`,
-    /// `sentinels:minority|majority[:seed]`, `sentinel-leader:<group>` (the Sentinel failing
+    /// `sentinels:minority|majority|all[:seed]`, `sentinel-leader:<group>` (the Sentinel failing
     /// the group over now) or `zone:<label>`, resolved live. For
     /// `partition`, a comma-separated side (`redis-1,sentinel-1`); nodes in no side form one
     /// more side.
@@ -165,6 +166,9 @@ pub struct FaultArgs {
     /// restart-loop: the period, from one restart to the next (at least 1s, e.g. 5s).
     #[arg(long)]
     pub every: Option<String>,
+    /// leader-crash: how long the Sentinels stay armed waiting for an election (default 60s).
+    #[arg(long)]
+    pub within: Option<String>,
     /// partition: another side (comma-separated nodes); repeatable.
     #[arg(long)]
     pub side: Vec<String>,

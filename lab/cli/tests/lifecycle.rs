@@ -185,10 +185,27 @@ fn redis_sentinel_comes_up_verified_and_goes_down_clean() {
             if role.as_deref() == Some("master") {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-2 not promoted 30 s after redis-1 was killed"
-            );
+            if std::time::Instant::now() >= deadline {
+                // What the Sentinels saw, to tell a slow host from an aborted failover.
+                let logs: Vec<String> = (1..=3)
+                    .map(|i| {
+                        let c = format!("{name}-sentinel-{i}");
+                        let o = std::process::Command::new(&lab.engine.name)
+                            .args(["logs", "--tail", "25", &c])
+                            .output()
+                            .expect("engine logs");
+                        format!(
+                            "-- {c}:\n{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "redis-2 not promoted 30 s after redis-1 was killed\n{}",
+                    logs.join("\n")
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         lab.ok(&["heal", "redis-sentinel", "--name", &name]);

@@ -251,7 +251,8 @@ fn parse_target(s: &str) -> Result<Target> {
         let part = match part {
             "minority" => Part::Minority,
             "majority" => Part::Majority,
-            other => bail!("`{other}` in target `{s}` is not minority or majority"),
+            "all" => Part::All,
+            other => bail!("`{other}` in target `{s}` is not minority, majority or all"),
         };
         Target::Sentinels {
             part,
@@ -299,6 +300,10 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
             Kind::RestartLoop { every }
         }
         "pause" => Kind::Pause,
+        "leader-crash" => Kind::LeaderCrash {
+            within: dur("within", &a.within)?
+                .unwrap_or(scenario::DEFAULT_LEADER_CRASH_WITHIN),
+        },
         "stress" => {
             let memory = bytes("memory", &a.memory)?;
             Kind::Stress {
@@ -341,7 +346,7 @@ fn fault_kind(a: &FaultArgs) -> Result<Option<Kind>> {
         | "reset" => return Ok(None),
         other => bail!(
             "unknown fault kind `{other}`; this build injects kill, stop, restart, \
-             restart-loop, pause, stress, disk-full, clock-skew, slow-disk, isolate, partition, \
+             restart-loop, pause, leader-crash, stress, disk-full, clock-skew, slow-disk, isolate, partition, \
              one-way, cut-clients, loss, latency, timeout and reset"
         ),
     }))
@@ -429,6 +434,9 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
             let nodes = drill::target::resolve_all(&inst, &parse_target(&a.target)?)
                 .await
                 .map_err(anyhow::Error::msg)?;
+            if let Kind::LeaderCrash { within } = kind {
+                return leader_crash(&engine, &inst, &journal, &nodes, within, hold).await;
+            }
             // Every node is checked before any is touched: refused whole, never half-applied.
             if kind.is_resource() {
                 for n in &nodes {
@@ -562,6 +570,96 @@ pub async fn fault(ctx: &Ctx, a: FaultArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `lab fault leader-crash`: arms the Sentinels, then holds until one crashes on its election
+/// (it stays down until `lab heal`, or until `--for` ends), no election comes within the
+/// limit, Ctrl-C, or a heal from elsewhere; all but a crash leave nothing applied.
+async fn leader_crash(
+    engine: &lab_core::engine::Engine,
+    inst: &lab_core::lifecycle::Instance,
+    journal: &Journal,
+    nodes: &[String],
+    within: Duration,
+    hold: Option<Duration>,
+) -> Result<u8> {
+    use lab_core::fault::leader_crash::{self, Outcome};
+    use lab_core::topology::Role;
+    if let Some(n) = nodes.iter().find(|n| {
+        inst.topology
+            .service(n)
+            .is_none_or(|s| s.role != Role::Sentinel)
+    }) {
+        bail!("leader-crash arms Sentinels, and {n} is not one; target them, e.g. sentinels:all");
+    }
+    let members: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (n.clone(), inst.container_name(n)))
+        .collect();
+    let timeline = journal.timeline();
+    let (tx, mut rx) = tokio::sync::watch::channel(None::<Outcome>);
+    let tl = timeline.clone();
+    let on_end: leader_crash::OnEnd = Arc::new(move |o| {
+        let _ = tl.push(EventKind::Note {
+            text: format!("leader crash: {o}"),
+        });
+        let _ = tx.send(Some(o.clone()));
+    });
+    let applied =
+        leader_crash::apply(engine, journal, &members, within, "lab fault", on_end).await?;
+    for f in &applied {
+        timeline.applied(f)?;
+        println!("{} applied: {}", f.id, f.describe());
+    }
+    println!(
+        "armed: the next Sentinel elected failover leader crashes; waiting up to {:.0}s for an election (Ctrl-C ends it)",
+        within.as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let outcome = tokio::select! {
+        r = rx.wait_for(Option::is_some) => r.ok().and_then(|o| o.clone()),
+        _ = tokio::signal::ctrl_c() => { println!("interrupted"); None }
+    };
+    let applied = &applied;
+    let timeline = &timeline;
+    let heal_all = |why: &'static str| async move {
+        for f in applied {
+            fault::heal(engine, journal, f).await?;
+            timeline.healed(f)?;
+            println!("{} healed ({why})", f.id);
+        }
+        anyhow::Ok(())
+    };
+    match outcome {
+        Some(o @ Outcome::Crashed { .. }) => {
+            println!("{o}");
+            match hold {
+                Some(d) => {
+                    let left = d.saturating_sub(started.elapsed());
+                    tokio::select! {
+                        _ = tokio::time::sleep(left) => {}
+                        _ = tokio::signal::ctrl_c() => { println!("interrupted"); }
+                    }
+                    heal_all("the crashed Sentinel started again, the others disarmed").await?;
+                }
+                None => {
+                    let ids: Vec<&str> = applied.iter().map(|f| f.id.as_str()).collect();
+                    println!(
+                        "{} stay until `lab heal {}` (it starts the crashed Sentinel again)",
+                        ids.join(", "),
+                        inst.name
+                    );
+                }
+            }
+        }
+        Some(Outcome::Healed) => println!("healed by another `lab heal`"),
+        Some(o) => {
+            println!("{o}");
+            heal_all("disarmed").await?;
+        }
+        None => heal_all("disarmed").await?,
+    }
+    Ok(0)
+}
+
 pub async fn heal(ctx: &Ctx, a: HealArgs) -> Result<u8> {
     let name = instance(&a.topology, &a.name);
     let journal = Journal::new(&ctx.state_root, &name);
@@ -600,7 +698,7 @@ pub async fn heal(ctx: &Ctx, a: HealArgs) -> Result<u8> {
     }
     // Process faults first: a resource fault is undone inside a thawed, running container.
     let mut chosen = chosen;
-    chosen.sort_by_key(|f| f.kind.is_resource());
+    chosen.sort_by_key(|f| f.kind.heals_inside());
     for f in chosen {
         fault::heal(&engine, &journal, &f).await?;
         journal.timeline().healed(&f)?;

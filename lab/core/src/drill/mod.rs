@@ -248,7 +248,7 @@ impl Runner<'_> {
         let mut active: Vec<(bool, u32)> = self
             .active
             .iter()
-            .map(|a| (a.applied.iter().any(|x| x.kind.is_resource()), a.id))
+            .map(|a| (a.applied.iter().any(|x| x.kind.heals_inside()), a.id))
             .collect();
         active.sort();
         let ids: Vec<u32> = active.into_iter().map(|(_, id)| id).collect();
@@ -272,6 +272,9 @@ impl Runner<'_> {
         let Some(kind) = kind_of(spec) else {
             return Err("network fault on the process path".into());
         };
+        if let Kind::LeaderCrash { within } = kind {
+            return self.leader_crash(id, &nodes, within).await;
+        }
         let until = match spec {
             FaultSpec::Pause {
                 duration: Some(d), ..
@@ -378,6 +381,64 @@ impl Runner<'_> {
                 until: until.map(|d| Instant::now() + d),
             });
         }
+        Ok(())
+    }
+
+    /// Arms the Sentinels `nodes` to crash when elected leader: in force when the arming
+    /// returns (no engine event marks it); how it ended goes on the timeline as a note.
+    async fn leader_crash(
+        &mut self,
+        id: u32,
+        nodes: &[String],
+        within: Duration,
+    ) -> Result<(), String> {
+        if let Some(n) = nodes.iter().find(|n| {
+            self.inst
+                .topology
+                .service(n)
+                .is_none_or(|s| s.role != crate::topology::Role::Sentinel)
+        }) {
+            return Err(format!(
+                "leader_crash arms Sentinels, and {n} is not one; target the Sentinels, e.g. {{sentinels: {{part: all}}}}"
+            ));
+        }
+        let members: Vec<(String, String)> = nodes
+            .iter()
+            .map(|n| (n.clone(), self.inst.container_name(n)))
+            .collect();
+        let (seen, t0) = (self.seen.clone(), self.t0);
+        let on_end: fault::leader_crash::OnEnd = Arc::new(move |o| {
+            let text = format!("F{id} {o}");
+            seen.push(Event::new(t0.elapsed(), EventKind::Note { text }));
+        });
+        let applied = fault::leader_crash::apply(
+            self.engine,
+            &self.journal,
+            &members,
+            within,
+            &self.origin,
+            on_end,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let at = self.now();
+        let node = nodes.join(",");
+        let description = format!("{} {node}", Kind::LeaderCrash { within });
+        self.seen.push(Event::new(
+            at,
+            EventKind::Fault {
+                id,
+                fault: description.clone(),
+                target: node,
+            },
+        ));
+        self.last_fault_at = at;
+        (self.progress)(&format!("t={}  F{id} {description}", secs(at)));
+        self.active.push(Active {
+            id,
+            applied,
+            until: None,
+        });
         Ok(())
     }
 
@@ -630,6 +691,7 @@ pub fn kind_of(spec: &FaultSpec) -> Option<Kind> {
         FaultSpec::RestartLoop { every, .. } => Kind::RestartLoop { every: *every },
         FaultSpec::Pause { .. } => Kind::Pause,
         FaultSpec::Resource(r) => r.fault_kind(),
+        FaultSpec::LeaderCrash { within, .. } => Kind::LeaderCrash { within: *within },
         FaultSpec::Net { .. } => return None,
     })
 }

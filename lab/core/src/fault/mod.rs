@@ -14,6 +14,7 @@
 
 pub mod disconnect;
 pub mod disk;
+pub mod leader_crash;
 pub mod net;
 pub mod netem;
 pub mod resource;
@@ -72,6 +73,12 @@ pub enum Kind {
         #[serde(default)]
         place: Option<disk::Place>,
     },
+    /// This Sentinel armed to crash right after it wins a failover election
+    /// (`leader_crash.rs`); disarmed after `within` if no armed Sentinel was elected.
+    LeaderCrash {
+        #[serde(with = "crate::measure::serde_us", rename = "within_us")]
+        within: Duration,
+    },
 }
 
 impl Kind {
@@ -87,6 +94,7 @@ impl Kind {
             Kind::DiskFull { .. } => "disk_full",
             Kind::ClockSkew { .. } => "clock_skew",
             Kind::SlowDisk { .. } => "slow_disk",
+            Kind::LeaderCrash { .. } => "leader_crash",
         }
     }
 
@@ -100,6 +108,12 @@ impl Kind {
                 | Kind::ClockSkew { .. }
                 | Kind::SlowDisk { .. }
         )
+    }
+
+    /// Whether its heal needs the container running and thawed, so it is healed after the
+    /// process faults (which start and thaw containers).
+    pub fn heals_inside(&self) -> bool {
+        self.is_resource() || matches!(self, Kind::LeaderCrash { .. })
     }
 }
 
@@ -123,6 +137,7 @@ impl std::fmt::Display for Kind {
             Kind::RestartLoop { every } => {
                 write!(f, "restart loop (every {:.1}s)", every.as_secs_f64())
             }
+            Kind::LeaderCrash { .. } => f.write_str("crash when elected leader"),
             other => f.write_str(other.name()),
         }
     }
@@ -317,6 +332,13 @@ pub async fn apply(
             detail: "restart loops are applied with fault::apply_restart_loop".into(),
         });
     }
+    if let Kind::LeaderCrash { .. } = kind {
+        return Err(FaultError::Apply {
+            node: node.to_string(),
+            what: "arm a leader crash".into(),
+            detail: "leader crashes are applied with fault::leader_crash::apply".into(),
+        });
+    }
     if kind.is_resource() {
         let kind = resource::prepare(engine, node, container, kind).await?;
         let a = journal.record(kind.clone(), node, container, origin)?;
@@ -416,6 +438,9 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
         resource::heal(engine, &a.node, &a.container, &a.id, &a.kind).await?;
         return journal.forget(&a.id);
     }
+    if let Kind::LeaderCrash { .. } = a.kind {
+        return leader_crash::heal(engine, journal, a).await;
+    }
     if let Kind::RestartLoop { .. } = a.kind {
         // Stopped first (a restart in progress finishes), then started below if it is down.
         restart_loop::stop(journal, &a.id).await;
@@ -437,7 +462,7 @@ pub async fn heal(engine: &Engine, journal: &Journal, a: &Applied) -> Result<(),
 pub async fn heal_all(engine: &Engine, journal: &Journal) -> Result<Vec<Applied>, FaultError> {
     let mut healed = vec![];
     let mut all = journal.list()?;
-    all.sort_by_key(|a| a.kind.is_resource());
+    all.sort_by_key(|a| a.kind.heals_inside());
     for a in all {
         heal(engine, journal, &a).await?;
         // The timeline is a record, not the source of truth: failing to write it heals anyway.

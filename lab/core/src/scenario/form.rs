@@ -331,6 +331,17 @@ struct RestartLoopForm {
     lasts: Option<Dur>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaderCrashForm {
+    target: Target,
+    #[serde(default)]
+    within: Option<Dur>,
+}
+
+/// How long `leader_crash` keeps the Sentinels armed when no `within` is given.
+pub const DEFAULT_LEADER_CRASH_WITHIN: Duration = Duration::from_secs(60);
+
 /// A restart loop's period: a duration of at least a second (a restart itself takes about
 /// that long, so a shorter period is a container that never runs).
 struct Period(Duration);
@@ -510,6 +521,10 @@ one_of!(FaultSpec, FaultForm, "fault",
         disk_full: DiskFullForm => |f: DiskFullForm| FaultSpec::Resource(f.into()),
         clock_skew: ClockSkewForm => |f: ClockSkewForm| FaultSpec::Resource(f.into()),
         slow_disk: SlowDiskForm => |f: SlowDiskForm| FaultSpec::Resource(f.0),
+        leader_crash: LeaderCrashForm => |f: LeaderCrashForm| FaultSpec::LeaderCrash {
+            target: f.target,
+            within: f.within.map_or(DEFAULT_LEADER_CRASH_WITHIN, |d| d.0),
+        },
     },
 );
 
@@ -1127,6 +1142,53 @@ steps:
     }
 
     #[test]
+    fn leader_crash_arms_sentinels_for_a_while() {
+        let s = parse_ok(
+            "\
+steps:
+  - fault: {leader_crash: {target: {sentinels: {part: all}}, within: 30s}}
+  - fault: {leader_crash: {target: {node: sentinel-2}}}
+",
+        );
+        let actions: Vec<&Action> = s.steps.iter().map(|s| &s.action).collect();
+        assert_eq!(
+            actions[0],
+            &Action::Fault(FaultSpec::LeaderCrash {
+                target: Target::Sentinels {
+                    part: Part::All,
+                    seed: None
+                },
+                within: Duration::from_secs(30),
+            })
+        );
+        assert_eq!(
+            actions[1],
+            &Action::Fault(FaultSpec::LeaderCrash {
+                target: Target::Node("sentinel-2".into()),
+                within: DEFAULT_LEADER_CRASH_WITHIN,
+            })
+        );
+        let Action::Fault(f) = actions[0] else {
+            panic!("not a fault: {:?}", actions[0]);
+        };
+        assert_eq!(
+            f.to_string(),
+            "crash the next elected leader among every Sentinel (armed up to 30 s)"
+        );
+        let e = parse_err(
+            "steps:\n  - fault: {leader_crash: {target: {sentinels: {part: all}}, within: soon}}\n",
+        );
+        assert!(e.starts_with("4:") && e.contains("soon"), "{e}");
+        let e = parse_err(
+            "steps:\n  - fault: {leader_crash: {target: {sentinels: {part: all}}, for: 3s}}\n",
+        );
+        assert!(
+            e.starts_with("4:") && e.contains("unknown field `for`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn reads_every_kind_of_step() {
         let s = parse_ok(
             "\
@@ -1252,11 +1314,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`, `slow_disk`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`, `slow_disk`, `leader_crash`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full, clock_skew or slow_disk, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full, clock_skew, slow_disk or leader_crash, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),

@@ -52,6 +52,7 @@ use std::time::Duration;
 
 pub use assertion::{Assertion, FaultFigure, Metric, Op, Threshold, Unit};
 pub use evaluate::evaluate;
+pub use form::DEFAULT_LEADER_CRASH_WITHIN;
 pub use model::{
     Action, Condition, FaultSpec, HealSpec, LoadMode, NodeRole, PinnedClient, Scenario, SourceText,
     Step, Target, Timing, WorkloadSpec,
@@ -224,7 +225,7 @@ mod tests {
                 "redis-cluster-master-kill",
                 "redis-cluster-minority-partition",
                 "redis-sentinel-disk-full-aof",
-                "redis-sentinel-leader-kill",
+                "redis-sentinel-leader-crash",
                 "redis-sentinel-master-kill",
                 "redis-sentinel-master-pause",
                 "redis-sentinel-replica-kill",

@@ -214,6 +214,9 @@ pub enum FaultSpec {
     },
     /// Resource faults (stress, disk full, clock skew): see `resource.rs`.
     Resource(ResourceFault),
+    /// The targeted Sentinels armed so that the next one elected failover leader crashes
+    /// right after its election; disarmed after `within` without one. YAML: `leader_crash`.
+    LeaderCrash { target: Target, within: Duration },
 }
 
 impl FaultSpec {
@@ -227,6 +230,7 @@ impl FaultSpec {
             FaultSpec::Pause { .. } => "pause",
             FaultSpec::Net { net, .. } => net.key(),
             FaultSpec::Resource(r) => r.key(),
+            FaultSpec::LeaderCrash { .. } => "leader_crash",
         }
     }
 
@@ -237,7 +241,8 @@ impl FaultSpec {
             | FaultSpec::Stop { target, .. }
             | FaultSpec::Restart { target }
             | FaultSpec::RestartLoop { target, .. }
-            | FaultSpec::Pause { target, .. } => vec![target],
+            | FaultSpec::Pause { target, .. }
+            | FaultSpec::LeaderCrash { target, .. } => vec![target],
             FaultSpec::Net { net, .. } => net.targets_at().into_iter().map(|(_, _, t)| t).collect(),
             FaultSpec::Resource(r) => vec![&r.target],
         }
@@ -277,6 +282,11 @@ impl fmt::Display for FaultSpec {
                 None => net.fmt(f),
             },
             FaultSpec::Resource(r) => r.fmt(f),
+            FaultSpec::LeaderCrash { target, within } => write!(
+                f,
+                "crash the next elected leader among {target} (armed up to {})",
+                super::fmt::dur(*within)
+            ),
         }
     }
 }
@@ -311,7 +321,7 @@ pub enum Target {
     ReplicaOf(String),
     /// A node with this role, picked at random; `seed` makes the pick repeatable.
     AnyOf { role: Role, seed: Option<u64> },
-    /// Several Sentinels: a minority or a majority of them (see `resource.rs`).
+    /// Several Sentinels: a minority, a majority or all of them (see `resource.rs`).
     Sentinels { part: Part, seed: Option<u64> },
     /// Every node whose `x-lab` zone is this label.
     Zone(String),
@@ -346,6 +356,9 @@ impl fmt::Display for Target {
                 role,
                 seed: Some(s),
             } => write!(f, "any {role} (seed {s})"),
+            Target::Sentinels {
+                part: Part::All, ..
+            } => f.write_str("every Sentinel"),
             Target::Sentinels { part, seed: None } => write!(f, "a {part} of the Sentinels"),
             Target::Sentinels {
                 part,

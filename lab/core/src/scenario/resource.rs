@@ -92,6 +92,8 @@ pub enum Part {
     Minority,
     /// The smallest majority: n/2+1, so the rest cannot elect a failover leader.
     Majority,
+    /// Every one of them.
+    All,
 }
 
 impl Part {
@@ -100,6 +102,7 @@ impl Part {
         match self {
             Part::Minority => n.saturating_sub(1) / 2,
             Part::Majority => n / 2 + 1,
+            Part::All => n,
         }
     }
 }
@@ -109,6 +112,7 @@ impl fmt::Display for Part {
         f.write_str(match self {
             Part::Minority => "minority",
             Part::Majority => "majority",
+            Part::All => "all",
         })
     }
 }
