@@ -63,6 +63,7 @@ pub async fn doctor(ctx: &Ctx, json: bool) -> Result<u8> {
         }
     }
     println!("  restart-loop: SIGKILL then start, every period, by a task of the `lab` process that applied it (engine API)");
+    println!("  leader-crash: SENTINEL SIMULATE-FAILURE crash-after-election on the Sentinels (engine exec), disarmed by a task of the `lab` process once one crashed");
     println!("images:");
     for (tag, present) in &images {
         println!(

@@ -184,7 +184,8 @@ pub fn failover_leader(group: &str, views: &[SentinelView]) -> Result<String, St
             match picked.as_slice() {
                 [one] => Ok(one.node.clone()),
                 _ => Err(format!(
-                    "{} Sentinels ({}) are trying to fail over {group} and none has picked a                      replica yet: the vote is not over",
+                    "{} Sentinels ({}) are trying to fail over {group} and none has picked a \
+                     replica yet: the vote is not over",
                     many.len(),
                     many.iter()
                         .map(|v| v.node.as_str())
