@@ -153,7 +153,7 @@ pub struct FaultArgs {
     /// more side.
     pub target: String,
     /// one-way: the node the target can no longer reach; latency, timeout, reset: the far
-    /// end of the link.
+    /// end of the link (latency without it: every link of the target, both ways).
     #[arg(long)]
     pub to: Option<String>,
     /// timeout: close each silenced connection this long after it opened (e.g. 5s); without

@@ -398,14 +398,27 @@ async fn net_effect(inst: &lab_core::lifecycle::Instance, a: &FaultArgs) -> Resu
                 percent,
             }
         }
-        "latency" => Effect::Latency {
-            from: one(a.target.clone()).await?,
-            to: one(to()?).await?,
-            delay: dur("delay", &a.delay)?
-                .context("`lab fault latency` needs --delay (like 100ms)")?,
-            jitter: dur("jitter", &a.jitter)?.unwrap_or_default(),
-            bandwidth_kbit: a.bandwidth_kbit,
-        },
+        "latency" => {
+            let delay = dur("delay", &a.delay)?
+                .context("`lab fault latency` needs --delay (like 100ms)")?;
+            let jitter = dur("jitter", &a.jitter)?.unwrap_or_default();
+            match &a.to {
+                Some(to) => Effect::Latency {
+                    from: one(a.target.clone()).await?,
+                    to: one(to.clone()).await?,
+                    delay,
+                    jitter,
+                    bandwidth_kbit: a.bandwidth_kbit,
+                },
+                // No --to: every link of the node.
+                None => Effect::NodeLatency {
+                    node: one(a.target.clone()).await?,
+                    delay,
+                    jitter,
+                    bandwidth_kbit: a.bandwidth_kbit,
+                },
+            }
+        }
         "timeout" => Effect::Timeout {
             from: one(a.target.clone()).await?,
             to: one(to()?).await?,

@@ -826,6 +826,18 @@ pub async fn net_effect(inst: &Instance, spec: &NetSpec) -> Result<Effect, Strin
             jitter: *jitter,
             bandwidth_kbit: *bandwidth_kbit,
         },
+        NetSpec::NodeLatency {
+            target,
+            delay,
+            jitter,
+            bandwidth_kbit,
+            ..
+        } => Effect::NodeLatency {
+            node: one(target).await?,
+            delay: *delay,
+            jitter: *jitter,
+            bandwidth_kbit: *bandwidth_kbit,
+        },
         NetSpec::Timeout {
             from,
             to,
@@ -848,8 +860,14 @@ fn want(spec: &NetSpec) -> Result<net::Want, String> {
     match spec {
         NetSpec::Latency {
             via: Via::Netem, ..
+        }
+        | NetSpec::NodeLatency {
+            via: Via::Netem, ..
         } => Ok(net::Want::Netem),
         NetSpec::Latency {
+            via: Via::Proxy, ..
+        }
+        | NetSpec::NodeLatency {
             via: Via::Proxy, ..
         } => Ok(net::Want::Proxy),
         _ => net::Want::from_env(),
@@ -864,7 +882,7 @@ fn family(spec: &NetSpec) -> net::Family {
         NetSpec::OneWay { .. } => F::OneWay,
         NetSpec::CutClients { .. } => F::CutClients,
         NetSpec::Loss { .. } => F::Loss,
-        NetSpec::Latency { .. } => F::Latency,
+        NetSpec::Latency { .. } | NetSpec::NodeLatency { .. } => F::Latency,
         NetSpec::Timeout { .. } | NetSpec::Reset { .. } => F::Toxic,
     }
 }
@@ -1056,9 +1074,9 @@ pub async fn run(
     // A drill that slows a link measures the replication round trip of the group behind it.
     let latency = sc.faults().find_map(|(id, _, f)| match f {
         FaultSpec::Net {
-            net: NetSpec::Latency { to, .. },
+            net: NetSpec::Latency { to: t, .. } | NetSpec::NodeLatency { target: t, .. },
             ..
-        } => latency_group(&inst, to).map(|g| (id, g)),
+        } => latency_group(&inst, t).map(|g| (id, g)),
         _ => None,
     });
     let repl_probe = latency

@@ -44,6 +44,19 @@ pub enum Effect {
         #[serde(default)]
         bandwidth_kbit: Option<u32>,
     },
+    /// Every link of the node slowed as `Latency` slows one: the connections it opens to each
+    /// peer on the project network and those each peer opens to it (a proxy per link and
+    /// port, DNAT in the opener's namespace; with netem, its interface and each peer's filter
+    /// towards it). Clients on the host, through published ports, are not slowed.
+    NodeLatency {
+        node: String,
+        #[serde(with = "crate::measure::serde_us", rename = "delay_us")]
+        delay: Duration,
+        #[serde(with = "crate::measure::serde_us", rename = "jitter_us")]
+        jitter: Duration,
+        #[serde(default)]
+        bandwidth_kbit: Option<u32>,
+    },
     /// Connections from `from` to `to` go through lab's proxy, which accepts them and passes
     /// nothing either way (Toxiproxy's `timeout`); each is closed `close_after` after it was
     /// accepted, if given, else held open until heal.
@@ -77,6 +90,7 @@ impl Effect {
             Effect::CutClients { .. } => "cut-clients",
             Effect::Loss { .. } => "loss",
             Effect::Latency { .. } => "latency",
+            Effect::NodeLatency { .. } => "node-latency",
             Effect::Timeout { .. } => "timeout",
             Effect::Reset { .. } => "reset",
         }
@@ -85,9 +99,10 @@ impl Effect {
     /// The node the fault is about (for figures keyed by target: the isolated master...).
     pub fn primary(&self) -> &str {
         match self {
-            Effect::Isolate { node } | Effect::CutClients { node } | Effect::Loss { node, .. } => {
-                node
-            }
+            Effect::Isolate { node }
+            | Effect::CutClients { node }
+            | Effect::Loss { node, .. }
+            | Effect::NodeLatency { node, .. } => node,
             Effect::Partition { sides } => sides
                 .first()
                 .and_then(|s| s.first())
@@ -99,13 +114,32 @@ impl Effect {
         }
     }
 
-    /// Whether lab's process must stay alive for the fault to keep its effect.
+    /// Whether lab's process must stay alive for the fault to keep its effect (with the
+    /// proxy; netem needs no process).
     pub fn needs_proxy(&self) -> bool {
-        self.proxied().is_some()
+        self.toxic().is_some()
     }
 
-    /// The link a proxy fault sits on, `(from, to)`, and what its proxy does to each
-    /// connection; `None` for faults made of drop rules.
+    /// What the proxy does to each connection of a proxy fault; `None` for drop rules.
+    pub fn toxic(&self) -> Option<Toxic> {
+        match self {
+            Effect::NodeLatency {
+                delay,
+                jitter,
+                bandwidth_kbit,
+                ..
+            } => Some(Toxic::Slow(Toxics {
+                delay: *delay,
+                jitter: *jitter,
+                bandwidth_kbit: *bandwidth_kbit,
+            })),
+            e => e.proxied().map(|(_, _, t)| t),
+        }
+    }
+
+    /// The link a one-link proxy fault sits on, `(from, to)`, and what its proxy does to each
+    /// connection; `None` for faults made of drop rules and for `NodeLatency` (see
+    /// [`proxy_links`]).
     pub fn proxied(&self) -> Option<(&str, &str, Toxic)> {
         match self {
             Effect::Latency {
@@ -159,6 +193,21 @@ impl std::fmt::Display for Effect {
                 bandwidth_kbit,
             } => {
                 write!(f, "latency {from} -> {to} {}ms", delay.as_millis())?;
+                if !jitter.is_zero() {
+                    write!(f, " +/-{}ms", jitter.as_millis())?;
+                }
+                if let Some(b) = bandwidth_kbit {
+                    write!(f, " {b} kbit/s")?;
+                }
+                Ok(())
+            }
+            Effect::NodeLatency {
+                node,
+                delay,
+                jitter,
+                bandwidth_kbit,
+            } => {
+                write!(f, "latency on every link of {node} {}ms", delay.as_millis())?;
                 if !jitter.is_zero() {
                     write!(f, " +/-{}ms", jitter.as_millis())?;
                 }
@@ -298,7 +347,7 @@ impl From<&Effect> for Family {
             Effect::Partition { .. } => Family::Partition,
             Effect::OneWay { .. } => Family::OneWay,
             Effect::Loss { .. } => Family::Loss,
-            Effect::Latency { .. } => Family::Latency,
+            Effect::Latency { .. } | Effect::NodeLatency { .. } => Family::Latency,
             Effect::Timeout { .. } | Effect::Reset { .. } => Family::Toxic,
         }
     }
@@ -581,7 +630,10 @@ pub fn plan(effect: &Effect, addrs: &[Addr]) -> Result<Vec<(String, Vec<Rule>)>,
                 )],
             ));
         }
-        e @ (Effect::Latency { .. } | Effect::Timeout { .. } | Effect::Reset { .. }) => {
+        e @ (Effect::Latency { .. }
+        | Effect::NodeLatency { .. }
+        | Effect::Timeout { .. }
+        | Effect::Reset { .. }) => {
             return Err(format!(
                 "{} goes through the proxy, not drop rules",
                 e.name()
@@ -709,8 +761,8 @@ pub async fn prepare_with(
         .collect();
     let addrs = addresses(engine, &nodes).await?;
     let mut endpoints = vec![];
-    let proxied = effect.proxied();
-    let containers = match (&effect, mechanism, proxied) {
+    let toxic = effect.toxic();
+    let containers = match (&effect, mechanism, toxic) {
         (Effect::Isolate { node }, Mechanism::Disconnect, _) => {
             let a = addrs.iter().find(|a| a.node == *node).ok_or_else(|| {
                 apply_err(
@@ -726,27 +778,17 @@ pub async fn prepare_with(
             .into_iter()
             .map(|p| p.container)
             .collect(),
-        (_, _, Some((from, to, _))) => {
-            let f = addrs.iter().find(|a| a.node == from);
-            let t = addrs.iter().find(|a| a.node == to);
-            match (f, t) {
-                (Some(f), Some(t)) if !t.ports.is_empty() => {
-                    announce_own_ip(inst, f).await;
-                    vec![f.container.clone()]
-                }
-                (Some(_), Some(_)) => {
-                    return Err(apply_err(
-                        to,
-                        "publishes no port to put a proxy in front of".into(),
-                    ))
-                }
-                _ => {
-                    return Err(apply_err(
-                        if f.is_none() { from } else { to },
-                        "no address on the project network (is it running?)".into(),
-                    ))
+        (e, _, Some(_)) => {
+            let mut openers: Vec<&Addr> = vec![];
+            for (f, _) in proxy_links(e, &addrs)? {
+                if !openers.iter().any(|o| o.container == f.container) {
+                    openers.push(f);
                 }
             }
+            for f in &openers {
+                announce_own_ip(inst, f).await;
+            }
+            openers.into_iter().map(|f| f.container.clone()).collect()
         }
         (e, _, None) => plan(e, &addrs)
             .map_err(|m| apply_err(e.primary(), m))?
@@ -763,6 +805,56 @@ pub async fn prepare_with(
         },
         addrs,
     ))
+}
+
+/// The links a proxy fault sits on, `(opener, far end)`: the one link of a pair fault, or
+/// every link of the node for `NodeLatency` (each peer with a port to it, and it to each
+/// peer with a port). Refused when a node has no address, or the far end publishes no port.
+pub fn proxy_links<'a>(
+    effect: &Effect,
+    addrs: &'a [Addr],
+) -> Result<Vec<(&'a Addr, &'a Addr)>, FaultError> {
+    let find = |n: &str| {
+        addrs.iter().find(|a| a.node == n).ok_or_else(|| {
+            apply_err(
+                n,
+                "no address on the project network (is it running?)".into(),
+            )
+        })
+    };
+    if let Effect::NodeLatency { node, .. } = effect {
+        let n = find(node)?;
+        let mut links = vec![];
+        for peer in addrs.iter().filter(|a| a.node != n.node) {
+            if !peer.ports.is_empty() {
+                links.push((n, peer));
+            }
+            if !n.ports.is_empty() {
+                links.push((peer, n));
+            }
+        }
+        if links.is_empty() {
+            return Err(apply_err(
+                node,
+                "has no peer on the project network to slow a link to".into(),
+            ));
+        }
+        return Ok(links);
+    }
+    let Some((from, to, _)) = effect.proxied() else {
+        return Err(apply_err(
+            effect.primary(),
+            format!("{} does not go through the proxy", effect.name()),
+        ));
+    };
+    let (f, t) = (find(from)?, find(to)?);
+    if t.ports.is_empty() {
+        return Err(apply_err(
+            to,
+            "publishes no port to put a proxy in front of".into(),
+        ));
+    }
+    Ok(vec![(f, t)])
 }
 
 /// Through the proxy, a replica's master sees it at the host's address and lists it there, and
@@ -945,77 +1037,91 @@ pub async fn apply(
         Mechanism::Netem => return super::netem::apply(engine, id, &f.effect, addrs).await,
         Mechanism::Iptables | Mechanism::Proxy => {}
     }
-    match f.effect.proxied() {
-        Some((from, to, toxic)) => {
-            let find = |n: &str| {
-                addrs.iter().find(|a| a.node == n).ok_or_else(|| {
-                    apply_err(
-                        n,
-                        "no address on the project network (is it running?)".into(),
-                    )
-                })
-            };
-            let (fa, ta) = (find(from)?, find(to)?);
-            let pid = pid_of(engine, &fa.container)
-                .await?
-                .ok_or_else(|| apply_err(&fa.container, "not running".into()))?;
+    match f.effect.toxic() {
+        Some(toxic) => {
+            let links = proxy_links(&f.effect, addrs)?;
             let mut set = JoinSet::new();
-            let mut rules = vec![];
-            for port in &ta.ports {
-                let upstream = SocketAddr::new(ta.ip, *port);
-                let l = TcpListener::bind(SocketAddr::new(fa.gateway, 0))
-                    .await
-                    .map_err(|e| {
-                        apply_err(
-                            &fa.container,
-                            format!("cannot listen on the host at {}: {e}", fa.gateway),
-                        )
-                    })?;
-                let local = l
-                    .local_addr()
-                    .map_err(|e| apply_err(&fa.container, e.to_string()))?;
-                set.spawn(serve(l, upstream, toxic));
-                rules.push(r(
-                    Hook::NatOutput,
-                    &[
-                        "-d",
-                        &ta.ip.to_string(),
-                        "-p",
-                        "tcp",
-                        "--dport",
-                        &port.to_string(),
-                        "-j",
-                        "DNAT",
-                        "--to-destination",
-                        &local.to_string(),
-                    ],
-                ));
-            }
-            let (ip, ports) = (ta.ip, ta.ports.clone());
-            match toxic {
-                // Connections open before the fault are reset `after` it: the same moment,
-                // counted from the fault, as for those the proxy takes from now on.
-                Toxic::Reset { after } if !after.is_zero() => {
-                    set.spawn(async move {
-                        tokio::time::sleep(after).await;
-                        for port in &ports {
-                            let _ = kill_conns(pid, ip, *port).await;
-                        }
-                    });
+            // Rules by opener (its namespace gets every DNAT of the fault in one chain).
+            let mut by_opener: Vec<(String, i64, Vec<Rule>)> = vec![];
+            // Connections to close so that they reopen through the proxy: (pid, ip, port).
+            let mut open: Vec<(i64, IpAddr, u16)> = vec![];
+            for (fa, ta) in &links {
+                let at = match by_opener.iter().position(|(c, _, _)| *c == fa.container) {
+                    Some(i) => i,
+                    None => {
+                        let pid = pid_of(engine, &fa.container)
+                            .await?
+                            .ok_or_else(|| apply_err(&fa.container, "not running".into()))?;
+                        by_opener.push((fa.container.clone(), pid, vec![]));
+                        by_opener.len() - 1
+                    }
+                };
+                let pid = by_opener[at].1;
+                for port in &ta.ports {
+                    let upstream = SocketAddr::new(ta.ip, *port);
+                    let l = TcpListener::bind(SocketAddr::new(fa.gateway, 0))
+                        .await
+                        .map_err(|e| {
+                            apply_err(
+                                &fa.container,
+                                format!("cannot listen on the host at {}: {e}", fa.gateway),
+                            )
+                        })?;
+                    let local = l
+                        .local_addr()
+                        .map_err(|e| apply_err(&fa.container, e.to_string()))?;
+                    set.spawn(serve(l, upstream, toxic));
+                    by_opener[at].2.push(r(
+                        Hook::NatOutput,
+                        &[
+                            "-d",
+                            &ta.ip.to_string(),
+                            "-p",
+                            "tcp",
+                            "--dport",
+                            &port.to_string(),
+                            "-j",
+                            "DNAT",
+                            "--to-destination",
+                            &local.to_string(),
+                        ],
+                    ));
+                    open.push((pid, ta.ip, *port));
                 }
-                _ => {}
+            }
+            let delayed_reset = match toxic {
+                Toxic::Reset { after } if !after.is_zero() => Some(after),
+                _ => None,
+            };
+            // Connections open before the fault are reset `after` it: the same moment,
+            // counted from the fault, as for those the proxy takes from now on.
+            if let Some(after) = delayed_reset {
+                let open = open.clone();
+                set.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    for (pid, ip, port) in &open {
+                        let _ = kill_conns(*pid, *ip, *port).await;
+                    }
+                });
             }
             proxies()
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(format!("{journal_key}#{id}"), set);
-            install(id, &fa.container, pid, &rules).await?;
+            // Every namespace at once, as for drop rules.
+            let results = futures_util::future::join_all(
+                by_opener
+                    .iter()
+                    .map(|(container, pid, rules)| install(id, container, *pid, rules)),
+            )
+            .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
             // Connections opened before the rule bypass it; close them (`ss -K` aborts them:
             // the peer gets a RST) so they reopen through the proxy (Redis replicas reconnect
             // at once). A delayed reset closes them when it falls due instead.
-            if !matches!(toxic, Toxic::Reset { after } if !after.is_zero()) {
-                for port in &ta.ports {
-                    let _ = kill_conns(pid, ta.ip, *port).await;
+            if delayed_reset.is_none() {
+                for (pid, ip, port) in &open {
+                    let _ = kill_conns(*pid, *ip, *port).await;
                 }
             }
         }
@@ -1248,6 +1354,61 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(node: &str, ip: &str, ports: &[u16]) -> Addr {
+        Addr {
+            node: node.into(),
+            container: format!("x-{node}"),
+            ip: ip.parse().expect("ip"),
+            gateway: "10.0.0.1".parse().expect("ip"),
+            ports: ports.to_vec(),
+        }
+    }
+
+    #[test]
+    fn node_latency_sits_on_every_link_of_the_node_both_ways() {
+        let addrs = [
+            at("redis-1", "10.0.0.2", &[6379]),
+            at("redis-2", "10.0.0.3", &[6379]),
+            at("client", "10.0.0.4", &[]),
+        ];
+        let e = Effect::NodeLatency {
+            node: "redis-1".into(),
+            delay: Duration::from_millis(100),
+            jitter: Duration::ZERO,
+            bandwidth_kbit: None,
+        };
+        let links: Vec<(&str, &str)> = proxy_links(&e, &addrs)
+            .expect("links")
+            .into_iter()
+            .map(|(f, t)| (f.node.as_str(), t.node.as_str()))
+            .collect();
+        // A peer with no port is only an opener: nothing listens on it to proxy to.
+        assert_eq!(
+            links,
+            vec![
+                ("redis-1", "redis-2"),
+                ("redis-2", "redis-1"),
+                ("client", "redis-1")
+            ]
+        );
+        assert!(e.needs_proxy() && e.proxied().is_none());
+        assert_eq!(Family::from(&e), Family::Latency);
+        assert_eq!(e.to_string(), "latency on every link of redis-1 100ms");
+        let alone = [at("redis-1", "10.0.0.2", &[6379])];
+        let err = proxy_links(&e, &alone).expect_err("no peer").to_string();
+        assert!(err.contains("no peer"), "{err}");
+        // A pair fault is its one link.
+        let pair = Effect::Latency {
+            from: "redis-2".into(),
+            to: "client".into(),
+            delay: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            bandwidth_kbit: None,
+        };
+        let err = proxy_links(&pair, &addrs).expect_err("no port").to_string();
+        assert!(err.contains("publishes no port"), "{err}");
+    }
 
     fn addr(node: &str, ip: &str) -> Addr {
         Addr {

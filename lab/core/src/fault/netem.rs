@@ -110,6 +110,32 @@ pub fn plan(effect: &Effect, addrs: &[Addr]) -> Result<Vec<Part>, String> {
                 },
             ])
         }
+        Effect::NodeLatency {
+            node,
+            delay,
+            jitter,
+            bandwidth_kbit,
+        } => {
+            let n = find(node)?;
+            let netem = Netem {
+                delay: *delay,
+                jitter: *jitter,
+                loss_percent: 0,
+                rate_kbit: *bandwidth_kbit,
+            };
+            // Its whole egress (towards clients too), and each peer's egress towards it.
+            let mut parts = vec![Part {
+                container: n.container.clone(),
+                peer: None,
+                netem,
+            }];
+            parts.extend(addrs.iter().filter(|a| a.node != n.node).map(|a| Part {
+                container: a.container.clone(),
+                peer: Some(n.ip),
+                netem,
+            }));
+            Ok(parts)
+        }
         other => Err(format!("{} is not injected with netem", other.name())),
     }
 }
@@ -354,6 +380,29 @@ mod tests {
             c,
             vec!["qdisc add dev eth0 root handle 1007: netem loss 30%"]
         );
+    }
+
+    #[test]
+    fn node_latency_is_its_root_and_each_peer_towards_it() {
+        let addrs = [
+            addr("a", "10.0.0.2"),
+            addr("b", "10.0.0.3"),
+            addr("c", "10.0.0.4"),
+        ];
+        let p = plan(
+            &Effect::NodeLatency {
+                node: "b".into(),
+                delay: Duration::from_millis(50),
+                jitter: Duration::ZERO,
+                bandwidth_kbit: None,
+            },
+            &addrs,
+        )
+        .expect("plan");
+        let got: Vec<(&str, Option<IpAddr>)> =
+            p.iter().map(|p| (p.container.as_str(), p.peer)).collect();
+        let b: IpAddr = "10.0.0.3".parse().expect("ip");
+        assert_eq!(got, vec![("x-b", None), ("x-a", Some(b)), ("x-c", Some(b))]);
     }
 
     #[test]

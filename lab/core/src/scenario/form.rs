@@ -434,6 +434,21 @@ struct LatencyForm {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NodeLatencyForm {
+    target: Target,
+    delay: Dur,
+    #[serde(default)]
+    jitter: Option<Dur>,
+    #[serde(default)]
+    bandwidth_kbit: Option<u32>,
+    #[serde(default)]
+    via: Via,
+    #[serde(default, rename = "for")]
+    lasts: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TimeoutForm {
     from: Target,
     to: Target,
@@ -502,6 +517,13 @@ one_of!(FaultSpec, FaultForm, "fault",
         latency: LatencyForm => |f: LatencyForm| net(NetSpec::Latency {
             from: f.from,
             to: f.to,
+            delay: f.delay.0,
+            jitter: f.jitter.map_or(Duration::ZERO, |d| d.0),
+            bandwidth_kbit: f.bandwidth_kbit,
+            via: f.via,
+        }, f.lasts),
+        node_latency: NodeLatencyForm => |f: NodeLatencyForm| net(NetSpec::NodeLatency {
+            target: f.target,
             delay: f.delay.0,
             jitter: f.jitter.map_or(Duration::ZERO, |d| d.0),
             bandwidth_kbit: f.bandwidth_kbit,
@@ -1314,11 +1336,11 @@ steps:
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kil: {target: {node: a}}}\n"),
-            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`, `slow_disk`, `leader_crash`; did you mean `kill`?"
+            "4:13: steps[0].fault: unknown field `kil`, expected one of `kill`, `stop`, `restart`, `restart_loop`, `pause`, `isolate`, `partition`, `one_way`, `cut_clients`, `loss`, `latency`, `node_latency`, `timeout`, `reset`, `stress`, `disk_full`, `clock_skew`, `slow_disk`, `leader_crash`; did you mean `kill`?"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {node: a}}, stop: {target: {node: a}}}\n"),
-            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, timeout, reset, stress, disk_full, clock_skew, slow_disk or leader_crash, and this one has kill and stop"
+            "4:12: steps[0].fault: a fault takes one key of kill, stop, restart, restart_loop, pause, isolate, partition, one_way, cut_clients, loss, latency, node_latency, timeout, reset, stress, disk_full, clock_skew, slow_disk or leader_crash, and this one has kill and stop"
         );
         assert_eq!(
             parse_err("steps:\n  - fault: {kill: {target: {}}}\n"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::model::Target;
 
 /// A network fault step (YAML keys `isolate`, `partition`, `one_way`, `cut_clients`, `loss`,
-/// `latency`, `timeout`, `reset`).
+/// `latency`, `node_latency`, `timeout`, `reset`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetSpec {
     /// The node reaches nobody and nobody reaches it, clients included.
@@ -24,6 +24,15 @@ pub enum NetSpec {
     Latency {
         from: Target,
         to: Target,
+        delay: Duration,
+        jitter: Duration,
+        bandwidth_kbit: Option<u32>,
+        via: Via,
+    },
+    /// Every link of the node slowed by `delay` (+/- `jitter`) each way, rate-capped: the
+    /// connections it opens to its peers and those they open to it.
+    NodeLatency {
+        target: Target,
         delay: Duration,
         jitter: Duration,
         bandwidth_kbit: Option<u32>,
@@ -72,6 +81,7 @@ impl NetSpec {
             NetSpec::CutClients { .. } => "cut_clients",
             NetSpec::Loss { .. } => "loss",
             NetSpec::Latency { .. } => "latency",
+            NetSpec::NodeLatency { .. } => "node_latency",
             NetSpec::Timeout { .. } => "timeout",
             NetSpec::Reset { .. } => "reset",
         }
@@ -82,7 +92,8 @@ impl NetSpec {
         match self {
             NetSpec::Isolate { target }
             | NetSpec::CutClients { target }
-            | NetSpec::Loss { target, .. } => vec![("target", None, target)],
+            | NetSpec::Loss { target, .. }
+            | NetSpec::NodeLatency { target, .. } => vec![("target", None, target)],
             NetSpec::OneWay { from, to }
             | NetSpec::Latency { from, to, .. }
             | NetSpec::Timeout { from, to, .. }
@@ -126,6 +137,11 @@ impl fmt::Display for NetSpec {
             } => write!(
                 f,
                 "slow link {from} -> {to} (+{} each way)",
+                super::fmt::dur(*delay)
+            ),
+            NetSpec::NodeLatency { target, delay, .. } => write!(
+                f,
+                "slow every link of {target} (+{} each way)",
                 super::fmt::dur(*delay)
             ),
             NetSpec::Timeout {
@@ -228,6 +244,26 @@ mod tests {
                 bandwidth_kbit: None,
                 via: Via::Auto
             }
+        );
+        assert_eq!(
+            net(
+                fault("{node_latency: {target: {master_of: shard-1}, delay: 50ms, jitter: 5ms, via: proxy, for: 20s}}")
+                    .expect("node_latency")
+            ),
+            (
+                NetSpec::NodeLatency {
+                    target: Target::MasterOf("shard-1".into()),
+                    delay: Duration::from_millis(50),
+                    jitter: Duration::from_millis(5),
+                    bandwidth_kbit: None,
+                    via: Via::Proxy
+                },
+                Some(Duration::from_secs(20))
+            )
+        );
+        assert!(
+            fault("{node_latency: {target: {node: node-1}, to: {node: node-2}, delay: 1ms}}")
+                .is_err_and(|e| e.contains("unknown field `to`"))
         );
         assert!(fault("{cut_clients: {target: {node: node-1}}}").is_ok());
         assert_eq!(
