@@ -192,14 +192,8 @@ impl std::fmt::Display for Effect {
                 jitter,
                 bandwidth_kbit,
             } => {
-                write!(f, "latency {from} -> {to} {}ms", delay.as_millis())?;
-                if !jitter.is_zero() {
-                    write!(f, " +/-{}ms", jitter.as_millis())?;
-                }
-                if let Some(b) = bandwidth_kbit {
-                    write!(f, " {b} kbit/s")?;
-                }
-                Ok(())
+                write!(f, "latency {from} -> {to} ")?;
+                slow(f, *delay, *jitter, *bandwidth_kbit)
             }
             Effect::NodeLatency {
                 node,
@@ -207,14 +201,8 @@ impl std::fmt::Display for Effect {
                 jitter,
                 bandwidth_kbit,
             } => {
-                write!(f, "latency on every link of {node} {}ms", delay.as_millis())?;
-                if !jitter.is_zero() {
-                    write!(f, " +/-{}ms", jitter.as_millis())?;
-                }
-                if let Some(b) = bandwidth_kbit {
-                    write!(f, " {b} kbit/s")?;
-                }
-                Ok(())
+                write!(f, "latency on every link of {node} ")?;
+                slow(f, *delay, *jitter, *bandwidth_kbit)
             }
             Effect::Timeout {
                 from,
@@ -235,6 +223,23 @@ impl std::fmt::Display for Effect {
             }
         }
     }
+}
+
+/// `100ms +/-10ms 800 kbit/s`: a slow link's figures, as its description gives them.
+fn slow(
+    f: &mut std::fmt::Formatter<'_>,
+    delay: Duration,
+    jitter: Duration,
+    bandwidth_kbit: Option<u32>,
+) -> std::fmt::Result {
+    write!(f, "{}ms", delay.as_millis())?;
+    if !jitter.is_zero() {
+        write!(f, " +/-{}ms", jitter.as_millis())?;
+    }
+    if let Some(b) = bandwidth_kbit {
+        write!(f, " {b} kbit/s")?;
+    }
+    Ok(())
 }
 
 /// How the fault is put in force.
