@@ -339,27 +339,27 @@ pub fn choose(family: Family, want: Want, caps: &HostCapabilities) -> Result<Mec
         )
     };
     let only = |what: &str| format!("{} can only be injected with {what}", family.name());
+    let proxy = || {
+        if !ipt {
+            return Err(format!(
+                "lab's proxy needs a DNAT rule in the node's namespace, and {}",
+                no_ipt()
+            ));
+        }
+        caps.proxy
+            .supported
+            .then_some(Mechanism::Proxy)
+            .ok_or_else(|| format!("lab's proxy cannot be used here: {}", caps.proxy.how))
+    };
     use Family as F;
     match (family, want) {
         (F::Loss | F::Latency, Want::Netem) => {
             netem.then_some(Mechanism::Netem).ok_or_else(no_netem)
         }
         (F::Loss | F::Latency, Want::Auto) if netem => Ok(Mechanism::Netem),
-        (F::Latency, Want::Auto | Want::Proxy) => {
-            ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
-                format!(
-                    "lab's proxy needs a DNAT rule in the node's namespace, and {}",
-                    no_ipt()
-                )
-            })
-        }
+        (F::Latency, Want::Auto | Want::Proxy) => proxy(),
         (F::Latency, _) => Err(only("netem or lab's proxy (via: netem or proxy)")),
-        (F::Toxic, Want::Auto | Want::Proxy) => ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
-            format!(
-                "lab's proxy needs a DNAT rule in the node's namespace, and {}",
-                no_ipt()
-            )
-        }),
+        (F::Toxic, Want::Auto | Want::Proxy) => proxy(),
         (F::Toxic, _) => Err(only("lab's proxy (via: proxy)")),
         (F::Loss, Want::Auto | Want::Iptables) => {
             ipt.then_some(Mechanism::Iptables).ok_or_else(no_ipt)
@@ -1354,6 +1354,7 @@ mod tests {
         HostCapabilities {
             pause: c("pause", true),
             iptables: c("iptables", ipt),
+            proxy: c("proxy", ipt),
             netem: c("netem", netem),
             network_disconnect: c("network-disconnect", true),
             slow_disk: c("slow-disk", true),
@@ -1399,6 +1400,12 @@ mod tests {
             "{e}"
         );
         assert!(choose(F::Partition, Want::Disconnect, &full).is_err());
+        // iptables but no `ss`: the proxy cannot close what it held, so it is refused.
+        let mut no_ss = caps(true, false);
+        no_ss.proxy.supported = false;
+        let e = choose(F::Toxic, Want::Auto, &no_ss).expect_err("no ss");
+        assert!(e.contains("proxy test reason"), "{e}");
+        assert_eq!(choose(F::Loss, Want::Auto, &no_ss), Ok(Mechanism::Iptables));
         assert!(choose(F::Latency, Want::Disconnect, &full).is_err());
         assert_eq!(Want::parse("disconnect"), Ok(Want::Disconnect));
         assert!(Want::parse("nft")
