@@ -1,6 +1,7 @@
 //! What fault mechanisms this host supports, found by trying them in throwaway places
 //! (never assumed): the freezer for pause, iptables reachable in a container's network
-//! namespace, the `sch_netem` qdisc for `tc netem`, and a block I/O throttle for slow disks.
+//! namespace (and `ss` for lab's proxy), the `sch_netem` qdisc for `tc netem`, and a block I/O
+//! throttle for slow disks.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,16 +17,18 @@ pub struct Capability {
 pub struct HostCapabilities {
     pub pause: Capability,
     pub iptables: Capability,
+    pub proxy: Capability,
     pub netem: Capability,
     pub network_disconnect: Capability,
     pub slow_disk: Capability,
 }
 
 impl HostCapabilities {
-    pub fn all(&self) -> [&Capability; 5] {
+    pub fn all(&self) -> [&Capability; 6] {
         [
             &self.pause,
             &self.iptables,
+            &self.proxy,
             &self.netem,
             &self.network_disconnect,
             &self.slow_disk,
@@ -87,12 +90,33 @@ pub fn host_capabilities(rootless: bool) -> HostCapabilities {
         },
     };
 
+    // The proxy's DNAT is an iptables rule; `ss -K` closes the connections it takes over and,
+    // on heal, those it held (without it a node can sit on a connection to a proxy that is gone).
+    let proxy = match (iptables.supported, which("ss")) {
+        (true, Some(_)) => Capability {
+            name: "proxy",
+            supported: true,
+            how: "lab's TCP proxy, reached by DNAT in the sender's namespace; ss -K closes the connections it takes over and those it held".into(),
+        },
+        (true, None) => Capability {
+            name: "proxy",
+            supported: false,
+            how: "ss (iproute2) is not installed on the host: the proxy needs it to close the connections it takes over and, on heal, those it held".into(),
+        },
+        (false, _) => Capability {
+            name: "proxy",
+            supported: false,
+            how: format!("needs iptables for its DNAT rule: {}", iptables.how),
+        },
+    };
+
     let netem = probe_netem(root);
     let (disk_ok, disk_how) = crate::fault::disk::host_support();
 
     HostCapabilities {
         pause,
         iptables,
+        proxy,
         netem,
         network_disconnect: Capability {
             name: "network-disconnect",

@@ -2,7 +2,8 @@
 //! nodes' network namespaces, entered from the host with `nsenter`; slow links through a
 //! userspace TCP proxy that `lab` runs (Toxiproxy-style toxics: latency, jitter, bandwidth,
 //! timeout, reset), reached by a DNAT rule in the sending node's namespace. Heal deletes the jumps and the chains, and tolerates them
-//! being gone (a restarted container has a fresh namespace).
+//! being gone (a restarted container has a fresh namespace); a proxy fault's heal first resets
+//! the connections the proxy held while conntrack can still translate them (`heal_proxy`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -393,27 +394,27 @@ pub fn choose(family: Family, want: Want, caps: &HostCapabilities) -> Result<Mec
         )
     };
     let only = |what: &str| format!("{} can only be injected with {what}", family.name());
+    let proxy = || {
+        if !ipt {
+            return Err(format!(
+                "lab's proxy needs a DNAT rule in the node's namespace, and {}",
+                no_ipt()
+            ));
+        }
+        caps.proxy
+            .supported
+            .then_some(Mechanism::Proxy)
+            .ok_or_else(|| format!("lab's proxy cannot be used here: {}", caps.proxy.how))
+    };
     use Family as F;
     match (family, want) {
         (F::Loss | F::Latency, Want::Netem) => {
             netem.then_some(Mechanism::Netem).ok_or_else(no_netem)
         }
         (F::Loss | F::Latency, Want::Auto) if netem => Ok(Mechanism::Netem),
-        (F::Latency, Want::Auto | Want::Proxy) => {
-            ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
-                format!(
-                    "lab's proxy needs a DNAT rule in the node's namespace, and {}",
-                    no_ipt()
-                )
-            })
-        }
+        (F::Latency, Want::Auto | Want::Proxy) => proxy(),
         (F::Latency, _) => Err(only("netem or lab's proxy (via: netem or proxy)")),
-        (F::Toxic, Want::Auto | Want::Proxy) => ipt.then_some(Mechanism::Proxy).ok_or_else(|| {
-            format!(
-                "lab's proxy needs a DNAT rule in the node's namespace, and {}",
-                no_ipt()
-            )
-        }),
+        (F::Toxic, Want::Auto | Want::Proxy) => proxy(),
         (F::Toxic, _) => Err(only("lab's proxy (via: proxy)")),
         (F::Loss, Want::Auto | Want::Iptables) => {
             ipt.then_some(Mechanism::Iptables).ok_or_else(no_ipt)
@@ -982,7 +983,17 @@ async fn uninstall(engine: &Engine, id: &str, container: &str) -> Result<(), Fau
         // Not running: its namespace, and the rules in it, are gone.
         return Ok(());
     };
-    for hook in Hook::ALL {
+    remove_chains(pid, id, container, &Hook::ALL).await
+}
+
+/// Removes fault `id`'s chains on `hooks` from the namespace of process `pid`.
+async fn remove_chains(
+    pid: i64,
+    id: &str,
+    container: &str,
+    hooks: &[Hook],
+) -> Result<(), FaultError> {
+    for &hook in hooks {
         let chain = hook.chain(id);
         let t = hook.table();
         // Delete every jump (a rule added twice is deleted twice), then the chain.
@@ -1094,6 +1105,10 @@ pub async fn apply(
                     open.push((pid, ta.ip, *port));
                 }
             }
+            // Keeps conntrack on in each opener's namespace until heal (see conntrack_holder).
+            for (_, _, rules) in &mut by_opener {
+                rules.push(conntrack_holder());
+            }
             let delayed_reset = match toxic {
                 Toxic::Reset { after } if !after.is_zero() => Some(after),
                 _ => None,
@@ -1155,24 +1170,34 @@ pub async fn apply(
     Ok(())
 }
 
+/// `ss` with `args` in the network namespace of process `pid`, or the host's with `None`.
+async fn ss(pid: Option<i64>, args: &[String]) -> Result<String, String> {
+    match pid {
+        Some(pid) => {
+            let mut a: Vec<String> = vec!["-t".into(), pid.to_string(), "-n".into(), "ss".into()];
+            a.extend_from_slice(args);
+            run("nsenter", &a).await
+        }
+        None => run("ss", args).await,
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// Closes the node's TCP connections to `ip:port` (`ss -K`, in its namespace).
 async fn kill_conns(pid: i64, ip: IpAddr, port: u16) -> Result<String, String> {
-    let args: Vec<String> = [
-        "-t",
-        &pid.to_string(),
-        "-n",
-        "ss",
+    let args = strings(&[
         "-K",
+        "-tn",
         "dst",
         &ip.to_string(),
         "dport",
         "=",
-        &port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    run("nsenter", &args).await
+        &format!(":{port}"),
+    ]);
+    ss(Some(pid), &args).await
 }
 
 /// Undoes fault `id`: chains out of every namespace it touched, its proxy stopped.
@@ -1185,19 +1210,169 @@ pub async fn heal(
     match f.mechanism {
         Mechanism::Disconnect => return super::disconnect::heal(engine, &f.endpoints).await,
         Mechanism::Netem => return super::netem::heal(engine, id, &f.containers).await,
-        Mechanism::Iptables | Mechanism::Proxy => {}
+        Mechanism::Proxy => return heal_proxy(engine, journal_key, id, f).await,
+        Mechanism::Iptables => {}
     }
     let results =
         futures_util::future::join_all(f.containers.iter().map(|c| uninstall(engine, id, c))).await;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    // The DNAT is gone: stop the proxy, closing what went through it, so the connections
-    // reopen directly.
+    Ok(())
+}
+
+/// The rule a proxy fault keeps in the sender's filter table: it matches on conntrack and
+/// does nothing else. Its job is to keep connection tracking on in that namespace until
+/// heal has closed the proxied connections (see [`heal_proxy`]).
+fn conntrack_holder() -> Rule {
+    r(
+        Hook::Output,
+        &["-m", "conntrack", "--ctstate", "NEW", "-j", "RETURN"],
+    )
+}
+
+/// Heals a proxy fault in the order that lets the sender hear its proxied connections close.
+///
+/// The sender's socket believes it talks to the peer; only conntrack's NAT entry turns the
+/// proxy's packets back into the peer's. Where the fault's rules are the only users of
+/// conntrack in the namespace (Podman's; Docker's keeps NAT rules for its embedded DNS),
+/// deleting them switches tracking off there: a close the proxy sends afterwards arrives
+/// from the proxy's address, matches no socket and is answered with a RST, and the sender's
+/// socket stays open (a Redis replica sits in its handshake until `repl-timeout`). So the
+/// DNAT goes first (new connections go direct) while [`conntrack_holder`] keeps tracking on;
+/// then the connections through the proxy, found on the host by the proxy's address, are
+/// reset from the sender's side (and the host's); then the proxy stops and the holder goes.
+/// Whichever process heals can do this: the paths are read back from the DNAT rules.
+async fn heal_proxy(
+    engine: &Engine,
+    journal_key: &str,
+    id: &str,
+    f: &NetFault,
+) -> Result<(), FaultError> {
+    let nat = Hook::NatOutput;
+    let mut closed = Ok(());
+    for c in &f.containers {
+        let Some(pid) = pid_of(engine, c).await? else {
+            continue;
+        };
+        // No chain (never installed, or healed already): no path left to close.
+        let dnat = ipt(pid, &["-t", nat.table(), "-S", &nat.chain(id)])
+            .await
+            .unwrap_or_default();
+        remove_chains(pid, id, c, &[nat]).await?;
+        if let Err(e) = close_proxied(pid, &proxied_paths(&dnat)).await {
+            let m = format!("the connections through lab's proxy were not all closed: {e}");
+            closed = Err(apply_err(c, m));
+        }
+    }
     let set = proxies()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&format!("{journal_key}#{id}"));
-    drop(set);
-    Ok(())
+    if let Some(mut set) = set {
+        set.shutdown().await;
+    }
+    let results =
+        futures_util::future::join_all(f.containers.iter().map(|c| uninstall(engine, id, c))).await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    closed
+}
+
+/// A path the proxy stands in: the sender's connections to `peer` are DNATed to `proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProxiedPath {
+    peer: SocketAddr,
+    proxy: SocketAddr,
+}
+
+/// The paths in a proxy fault's nat chain, from `iptables -S` of it. Pure, so it is
+/// unit-tested.
+fn proxied_paths(rules: &str) -> Vec<ProxiedPath> {
+    rules
+        .lines()
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            let after = |flag: &str| {
+                t.iter()
+                    .position(|w| *w == flag)
+                    .and_then(|i| t.get(i + 1).copied())
+            };
+            let ip: IpAddr = after("-d")?.split('/').next()?.parse().ok()?;
+            let port: u16 = after("--dport")?.parse().ok()?;
+            let proxy: SocketAddr = after("--to-destination")?.parse().ok()?;
+            Some(ProxiedPath {
+                peer: SocketAddr::new(ip, port),
+                proxy,
+            })
+        })
+        .collect()
+}
+
+/// The peers of the sockets `ss -tnH` listed (the fifth column). Pure, so it is unit-tested.
+fn ss_peers(out: &str) -> Vec<SocketAddr> {
+    out.lines()
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .collect()
+}
+
+/// Resets the sender's connections that went through a proxy on `paths`, from both ends:
+/// the host's sockets at the proxy's address name the sender's ends. Then checks, for up to
+/// 2 s, that none is left in the sender's namespace.
+async fn close_proxied(pid: i64, paths: &[ProxiedPath]) -> Result<(), String> {
+    // The host's sockets at the proxy's address: the proxy's ends of what it took over.
+    let at_proxy = |p: &ProxiedPath| {
+        let port = format!(":{}", p.proxy.port());
+        strings(&[
+            "-tnH",
+            "src",
+            &p.proxy.ip().to_string(),
+            "sport",
+            "=",
+            &port,
+        ])
+    };
+    let kill = |f: &[String]| [vec!["-K".to_string()], f.to_vec()].concat();
+    // The sender's ends, as filters: to the peer, from one of the proxied ports (in chunks,
+    // so a busy path does not make one huge command line).
+    let mut filters: Vec<Vec<String>> = vec![];
+    for p in paths {
+        let listed = ss(None, &at_proxy(p)).await?;
+        let ports: Vec<u16> = ss_peers(&listed).iter().map(|a| a.port()).collect();
+        for chunk in ports.chunks(32) {
+            let mut f = strings(&[
+                "-tnH",
+                "dst",
+                &p.peer.ip().to_string(),
+                "dport",
+                "=",
+                &format!(":{}", p.peer.port()),
+                "(",
+            ]);
+            for (i, port) in chunk.iter().enumerate() {
+                if i > 0 {
+                    f.push("or".into());
+                }
+                f.extend(strings(&["sport", "=", &format!(":{port}")]));
+            }
+            f.push(")".into());
+            filters.push(f);
+        }
+    }
+    for f in &filters {
+        ss(Some(pid), &kill(f)).await?;
+    }
+    for p in paths {
+        ss(None, &kill(&at_proxy(p))).await?;
+    }
+    for _ in 0..20 {
+        let mut left = vec![];
+        for f in &filters {
+            left.extend(ss_peers(&ss(Some(pid), f).await?));
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("still open after `ss -K` (does the kernel have CONFIG_INET_DIAG_DESTROY?)".into())
 }
 
 fn proxies() -> &'static Mutex<HashMap<String, JoinSet<()>>> {
@@ -1520,6 +1695,7 @@ mod tests {
         HostCapabilities {
             pause: c("pause", true),
             iptables: c("iptables", ipt),
+            proxy: c("proxy", ipt),
             netem: c("netem", netem),
             network_disconnect: c("network-disconnect", true),
             slow_disk: c("slow-disk", true),
@@ -1565,11 +1741,52 @@ mod tests {
             "{e}"
         );
         assert!(choose(F::Partition, Want::Disconnect, &full).is_err());
+        // iptables but no `ss`: the proxy cannot close what it held, so it is refused.
+        let mut no_ss = caps(true, false);
+        no_ss.proxy.supported = false;
+        let e = choose(F::Toxic, Want::Auto, &no_ss).expect_err("no ss");
+        assert!(e.contains("proxy test reason"), "{e}");
+        assert_eq!(choose(F::Loss, Want::Auto, &no_ss), Ok(Mechanism::Iptables));
         assert!(choose(F::Latency, Want::Disconnect, &full).is_err());
         assert_eq!(Want::parse("disconnect"), Ok(Want::Disconnect));
         assert!(Want::parse("nft")
             .expect_err("bad")
             .contains("LAB_NET_MECHANISM"));
+    }
+
+    #[test]
+    fn heal_reads_the_proxied_paths_back_from_the_rules() {
+        // `iptables -S` of a proxy fault's nat chain, as iptables-nft prints it.
+        let rules = "-N LAB-f4-N\n\
+             -A LAB-f4-N -d 10.89.0.3/32 -p tcp -m tcp --dport 6379 -j DNAT --to-destination 10.89.0.1:32791\n\
+             -A LAB-f4-N -d 10.89.0.3/32 -p tcp -m tcp --dport 16379 -j DNAT --to-destination 10.89.0.1:40001\n";
+        let sa = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(
+            proxied_paths(rules),
+            vec![
+                ProxiedPath {
+                    peer: sa("10.89.0.3:6379"),
+                    proxy: sa("10.89.0.1:32791")
+                },
+                ProxiedPath {
+                    peer: sa("10.89.0.3:16379"),
+                    proxy: sa("10.89.0.1:40001")
+                },
+            ]
+        );
+        assert!(proxied_paths("").is_empty());
+        // The proxy fault's chains: the DNAT, and the rule that keeps conntrack on.
+        let holder = conntrack_holder();
+        assert_eq!(holder.hook, Hook::Output);
+        assert!(holder.args.join(" ").contains("-m conntrack"));
+        // `ss -tnH`: the fifth column is the peer.
+        let out = "ESTAB 0      0      10.89.0.1:32791 10.89.0.6:40012\n\
+                   FIN-WAIT-1 0 1   10.89.0.1:32791 10.89.0.6:40020 users:((\"lab\",pid=9,fd=12))\n";
+        assert_eq!(
+            ss_peers(out),
+            vec![sa("10.89.0.6:40012"), sa("10.89.0.6:40020")]
+        );
+        assert!(ss_peers("").is_empty());
     }
 
     #[test]
