@@ -3,8 +3,9 @@
 //! the effect while a direct path still answers; healed -> gone), the restart loop (restarts
 //! counted from the container's StartedAt, bounded by the period; healed -> running and still;
 //! a `lab` killed mid-loop leaves a journal entry that `lab heal` clears, container running),
-//! and the `sentinel-leader:G` target, exercised by the shipped leader-kill drill against the
-//! plain master kill on the same instance. Instances `tox-*`, host ports 27000-27990.
+//! the `leader_crash` fault, exercised by the shipped leader-crash drill against the plain
+//! master kill on the same instance, and the `sentinel-leader:G` target's refusal when no
+//! failover is going on. Instances `tox-*`, host ports 27000-27990.
 
 mod common;
 
