@@ -199,3 +199,36 @@ fn down_names_a_foreign_container_on_the_network_and_leaves_it_alone() {
         );
     }
 }
+
+#[test]
+fn volumes_of_an_earlier_instance_are_named_not_reused() {
+    for engine in engines() {
+        let lab = Lab::new(&engine);
+        let name = format!("t-stale-{}", engine.name);
+        // What a `lab down` without --volumes under another state directory leaves behind.
+        let vol = format!("{name}_redis-1-data");
+        let made = std::process::Command::new(&engine.name)
+            .args([
+                "volume",
+                "create",
+                "--label",
+                &format!("lab.instance={name}"),
+                &vol,
+            ])
+            .status()
+            .expect("volume create");
+        assert!(made.success());
+        let e = lab.fails(&["up", "redis-sentinel", "--name", &name]);
+        one_sentence(&e);
+        assert!(
+            e.contains(&vol)
+                && e.contains(&format!("lab down redis-sentinel --name {name} --volumes")),
+            "{e}"
+        );
+        // Nothing started, the volume kept, no password remembered for it.
+        assert_eq!(lab.leftovers(&name), vec![format!("volume {vol}")]);
+        assert!(!lab.state.path().join(&name).join("password").exists());
+        lab.ok(&["down", "redis-sentinel", "--name", &name, "--volumes"]);
+        assert!(lab.leftovers(&name).is_empty());
+    }
+}

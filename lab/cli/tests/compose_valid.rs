@@ -74,6 +74,36 @@ fn podman_compose_accepts_every_topology() {
         eprintln!("SKIP: no podman compose");
         return;
     };
+    // podman-compose creates the named volumes even on a dry run (project `compose`, after
+    // the folder): those it made here are removed at the end, any that were there are kept.
+    let volumes = || {
+        let o = Command::new("podman")
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                "label=io.podman.compose.project=compose",
+            ])
+            .output();
+        o.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    };
+    let before = volumes();
+    struct Made<F: Fn() -> Vec<String>>(Vec<String>, F);
+    impl<F: Fn() -> Vec<String>> Drop for Made<F> {
+        fn drop(&mut self) {
+            for v in (self.1)().iter().filter(|v| !self.0.contains(v)) {
+                let _ = Command::new("podman").args(["volume", "rm", v]).output();
+            }
+        }
+    }
+    let _made = Made(before, volumes);
     for f in compose_files() {
         // podman-compose has no `config`; a dry run parses and plans every service.
         let o = Command::new(&pc[0])

@@ -156,11 +156,30 @@ pub async fn load_for_instance(
     validate_instance_name(&instance)?;
     let dir = InstanceDir::new(&opts.state_root, &instance);
     let existing = dir.load()?;
+    let had_password = dir.password_path().exists();
     let password = if pre.lab.password {
         Some(dir.password()?)
     } else {
         None
     };
+    // Data volumes of an earlier instance of this name, left by a `lab down` without
+    // `--volumes` under another state directory (or one cut short): the servers' configs on
+    // them hold a password this state directory does not have, so nothing would start.
+    if existing.is_none() && password.is_some() && !had_password {
+        let left = engine
+            .list_volumes(&[(LABEL_INSTANCE, instance.as_str())])
+            .await?;
+        if !left.is_empty() {
+            let _ = dir.remove();
+            return Err(LabError::Usage(format!(
+                "volumes of an earlier instance `{instance}` are still there ({}) and hold a \
+                 password this state directory does not know; `lab down {} --name {instance} \
+                 --volumes` removes them",
+                left.join(", "),
+                pre.name
+            )));
+        }
+    }
     // Images: upstream by default, offline when asked or when upstream cannot be had.
     let mut chosen = BTreeMap::new();
     for spec in pre.lab.images.values() {
@@ -868,10 +887,19 @@ pub async fn down(
         }
     }
     let _ = std::fs::remove_file(journal.path());
+    // A network that cannot go (Docker's stale endpoint) does not keep the rest: volumes and
+    // state are removed all the same, then its error is returned.
+    let mut network_error = None;
     for n in engine.list_networks(&filter).await? {
-        engine.remove_network(&n).await?;
-        progress(&format!("removed network {n}"));
-        report.networks.push(n);
+        match engine.remove_network(&n).await {
+            Ok(()) => {
+                progress(&format!("removed network {n}"));
+                report.networks.push(n);
+            }
+            Err(e) => {
+                network_error.get_or_insert(e);
+            }
+        }
     }
     if volumes {
         for v in engine.list_volumes(&filter).await? {
@@ -886,6 +914,9 @@ pub async fn down(
     } else if let Ok(Some(_)) = dir.load() {
         // Keep the password with the kept data; forget ports and settings.
         let _ = std::fs::remove_file(dir.dir.join("instance.json"));
+    }
+    if let Some(e) = network_error {
+        return Err(e.into());
     }
     report.containers.sort();
     Ok(report)
